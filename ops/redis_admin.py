@@ -1,0 +1,47 @@
+"""Operator connections to the deployed Redis from the host (127.0.0.1:6380, TLS, default user)."""
+import redis
+
+from tenantstack import naming
+
+from .errors import OpsError
+from .paths import TLS
+from .secrets import redis_settings
+
+HOST = "127.0.0.1"
+
+
+def operator(timeout: float = 10, **kw) -> redis.Redis:
+    settings = redis_settings()
+    return redis.Redis(host=HOST, port=naming.REDIS_TLS_PORT, password=settings["REDIS_PASSWORD"], ssl=True,
+                       ssl_ca_certs=str(TLS / "ca.crt"), ssl_certfile=str(TLS / "client.crt"),
+                       ssl_keyfile=str(TLS / "client.key"), ssl_cert_reqs="required",
+                       socket_timeout=timeout, socket_connect_timeout=5, **kw)
+
+
+def renamed(command: str) -> str:
+    """The generated name of a renamed command (CONFIG, KEYS, SHUTDOWN)."""
+    from .secrets import RENAMED
+
+    return redis_settings()[RENAMED[command]]
+
+
+def config_get(client: redis.Redis, name: str) -> str:
+    reply = client.execute_command(renamed("CONFIG"), "GET", name)
+    if not reply:
+        raise OpsError(f"Redis has no setting {name!r}")
+    value = reply[1]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def config_set(client: redis.Redis, name: str, value) -> None:
+    client.execute_command(renamed("CONFIG"), "SET", name, value)
+
+
+def ping_or_explain(client: redis.Redis) -> None:
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        raise OpsError("Redis refused the operator password: envs/redis.env and the running Redis disagree; "
+                       "run `./invoke up` to apply envs/redis.env")
+    except (redis.ConnectionError, OSError) as exc:
+        raise OpsError(f"Redis does not answer on {HOST}:{naming.REDIS_TLS_PORT} ({exc}): start it with `./invoke up`")

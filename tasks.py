@@ -1,0 +1,183 @@
+"""tenantstack operator tasks. Run them through ./invoke (it prepares the Python environment first).
+
+Every Compose call goes through ops.compose.run, which prints the command before running it.
+Operator mistakes end with one line on stderr (`error: ...`) and exit code 2.
+"""
+import functools
+import os
+import subprocess
+import sys
+import time
+
+from invoke import Exit, task
+
+import ops  # noqa: F401  (puts app/ on sys.path for tenantstack.naming)
+from ops import baseimage, compose, engine, preflight, secrets, tenants
+from ops.errors import OpsError
+from ops.paths import ROOT
+
+
+def _fail_cleanly(fn):
+    """Turn OpsError into one line on stderr and exit 2; a failed command into its exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OpsError as exc:
+            raise Exit(f"error: {exc}", code=2)
+        except subprocess.CalledProcessError as exc:
+            raise Exit(f"error: command failed with exit code {exc.returncode}: {' '.join(map(str, exc.cmd))[:300]}",
+                       code=exc.returncode or 1)
+    return wrapper
+
+
+def _selected(tenant, all_tenants=False) -> list:
+    names = tenants.known_names() if all_tenants else list(dict.fromkeys(tenant or []))
+    return tenants.load_many(names)
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise OpsError(f"{what} must run as root on this machine (it manages containers and secrets): use sudo ./invoke ...")
+
+
+@task(name="engine")
+@_fail_cleanly
+def engine_task(c):
+    """Find a Docker-API engine with Compose v2, or provision rootful Podman as one; then make the base image."""
+    t0 = time.monotonic()
+    decision = engine.ensure()
+    print(f"engine: {decision.message}")
+    baseimage.ensure()
+    print(f"engine: ready in {time.monotonic() - t0:.1f}s")
+
+
+@task(help={"rotate": "Regenerate every password, renamed command name and certificate (restart everything after)."})
+@_fail_cleanly
+def init(c, rotate=False):
+    """Generate missing secrets (env files, private CA, certificates, Redis ACL file); keep what exists."""
+    for line in secrets.init(rotate=rotate):
+        print(f"init: {line}")
+
+
+@task(help={"tools": "Also build the redis-commander image."})
+@_fail_cleanly
+def build(c, tools=False):
+    """Build the images (redis, app, and redis-commander with --tools) from debian:bookworm-slim."""
+    _build(tools=tools, tenants_too=True)
+
+
+def _build(tools: bool, tenants_too: bool) -> None:
+    engine.ensure()
+    baseimage.ensure()
+    services = ["redis"] + (["app"] if tenants_too else []) + (["redis-commander"] if tools else [])
+    profiles = ["build"] + ([compose.TOOLS_PROFILE] if tools else [])
+    compose.run("build", *services, profiles=profiles)
+
+
+@task(iterable=["tenant"], help={
+    "tenant": "Tenant to start (repeatable: --tenant a --tenant b). Redis always starts.",
+    "all": "Start every known tenant.",
+    "tools": "Also start the tools profile (redis-commander on 127.0.0.1:8081).",
+    "timeout": "Seconds to wait for every service to turn healthy.",
+})
+@_fail_cleanly
+def up(c, tenant=None, all=False, tools=False, timeout=300):
+    """Start Redis and the given tenants' web, worker and beat; wait until all are healthy."""
+    _need_root("up")
+    selected = _selected(tenant, all)
+    t0 = time.monotonic()
+    engine.ensure()
+    if secrets.missing():
+        init(c)
+    secrets.write_redis_auth(tenants.known_names())  # envs/ is the source; re-derive Redis' auth file
+    secrets.check_all(tenants.known_names())
+    preflight.check_ports(selected)
+    _build(tools=tools, tenants_too=bool(selected))
+    profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
+    services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
+    services += ["redis-commander"] if tools else []
+    compose.run("up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans=false", *services,
+                profiles=profiles)
+    print(f"up: {', '.join(services)} healthy in {time.monotonic() - t0:.1f}s")
+    for t in selected:
+        print(f"up: tenant {t.name}: http://127.0.0.1:{t.web_port}/healthz")
+
+
+@task(iterable=["tenant"], help={
+    "tenant": "Stop only this tenant's services (repeatable). Without it, stop everything.",
+    "volumes": "Also delete the named volumes (ALL DATA). Needs --yes.",
+    "yes": "Confirm --volumes.",
+})
+@_fail_cleanly
+def down(c, tenant=None, volumes=False, yes=False):
+    """Stop and remove containers; data volumes are kept unless --volumes --yes."""
+    if volumes and not yes:
+        raise OpsError("--volumes deletes Redis data and every tenant database: add --yes to confirm")
+    if tenant:
+        selected = _selected(tenant)
+        services = [t.service(r) for t in selected for r in compose.ROLES]
+        compose.run("rm", "--stop", "--force", *services, profiles=[t.profile for t in selected])
+        return
+    compose.run("down", *(["--volumes"] if volumes else []), profiles=compose.all_profiles())
+
+
+@task
+@_fail_cleanly
+def ps(c):
+    """Show every service of the deployment with its state and health."""
+    compose.run("ps", "--all", profiles=compose.all_profiles())
+
+
+@task(iterable=["tenant"], help={
+    "tenant": "Only this tenant's services (repeatable).",
+    "service": "Only this role (web, worker, beat) or service name (redis, redis-commander).",
+    "follow": "Keep streaming new lines.",
+    "tail": "Lines to show from the end of each log.",
+})
+@_fail_cleanly
+def logs(c, tenant=None, service=None, follow=False, tail="200"):
+    """Show service logs."""
+    selected = _selected(tenant)
+    if service in compose.ROLES:
+        names = [t.service(service) for t in selected] if selected else \
+            [tenants.Tenant(n, 0, None).service(service) for n in tenants.known_names()]
+    elif service:
+        names = [service]
+    else:
+        names = [t.service(r) for t in selected for r in compose.ROLES]
+    args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *names]
+    compose.run(*args, profiles=compose.all_profiles())
+
+
+@task(help={"name": "Short tenant name: a lowercase letter, then up to 14 lowercase letters or digits.",
+            "port": "Host port of its web service on 127.0.0.1 (default: the next free one from 8001)."})
+@_fail_cleanly
+def tenant_add(c, name, port=0):
+    """Add a tenant: env file with fresh secrets, client certificate, Redis ACL user (applied live)."""
+    from ops import tenant_admin
+
+    _need_root("tenant-add")
+    for line in tenant_admin.add(name, int(port or 0)):
+        print(f"tenant-add: {line}")
+
+
+@task(help={"k": "Only tests matching this pytest -k expression.",
+            "fast": "Skip the tests that need real containers.",
+            "x": "Stop at the first failure."})
+@_fail_cleanly
+def test(c, k="", fast=False, x=False):
+    """Run the whole test suite (real Redis, real Celery workers, real containers)."""
+    if not fast:
+        _need_root("the container tests")
+        engine.ensure()
+        baseimage.ensure()
+    from ops import testenv
+
+    testenv.ensure_local_redis_server()
+    argv = [sys.executable, "-m", "pytest", "-ra", *(["-k", k] if k else []), *(["-m", "not containers"] if fast else []),
+            *(["-x"] if x else [])]
+    print("+ " + " ".join(argv), flush=True)
+    code = subprocess.run(argv, cwd=ROOT).returncode
+    if code:
+        raise Exit(code=code)
