@@ -29,7 +29,8 @@ def config_get(client: redis.Redis, name: str) -> str:
     reply = client.execute_command(renamed("CONFIG"), "GET", name)
     if not reply:
         raise OpsError(f"Redis has no setting {name!r}")
-    value = reply[1]
+    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))  # RESP3 map or RESP2 list
+    value = next(iter(pairs.values()))
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -1,0 +1,15 @@
+import pytest
+
+from tests.support.deployment import invoke
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/containers/" in str(item.fspath):
+            item.add_marker(pytest.mark.containers)
+
+
+@pytest.fixture(scope="session")
+def redis_up():
+    """The real redis service, up and healthy through ./invoke up (idempotent)."""
+    invoke("up")

@@ -1,0 +1,58 @@
+"""Access to the real deployment (containers started by ./invoke up) from tests."""
+import json
+import subprocess
+from pathlib import Path
+
+import redis
+
+from ops import compose
+from ops.envfile import read_env
+from ops.paths import COMPOSE_PROJECT, REDIS_ENV, ROOT, TLS
+from ops.tenants import env_path
+from tenantstack import naming
+
+INVOKE = str(ROOT / "invoke")
+
+
+def invoke(*args: str, check: bool = True, timeout: float = 900, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ./invoke like an operator would, capturing its output."""
+    proc = subprocess.run([INVOKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"./invoke {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def container(service: str) -> str:
+    return f"{COMPOSE_PROJECT}-{service}-1"
+
+
+def inspect(name: str) -> dict:
+    out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)[0]
+
+
+def redis_env() -> dict:
+    return read_env(REDIS_ENV)
+
+
+def tenant_password(tenant: str) -> str:
+    return read_env(env_path(tenant))["REDIS_PASSWORD"]
+
+
+def client(user=None, password=None, cert: str | None = "client", ca: Path = TLS / "ca.crt", **kw) -> redis.Redis:
+    """A TLS client to the deployed Redis on 127.0.0.1:6380 (operator by default)."""
+    if user is None and password is None:
+        password = redis_env()["REDIS_PASSWORD"]
+    tls = dict(ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required")
+    if cert:
+        tls.update(ssl_certfile=str(TLS / f"{cert}.crt"), ssl_keyfile=str(TLS / f"{cert}.key"))
+    return redis.Redis(host="127.0.0.1", port=naming.REDIS_TLS_PORT, username=user, password=password,
+                       socket_timeout=10, socket_connect_timeout=5, **tls, **kw)
+
+
+def tenant_client(tenant: str, **kw) -> redis.Redis:
+    return client(naming.redis_user(tenant), tenant_password(tenant), cert=naming.redis_user(tenant), **kw)
+
+
+def compose_run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return compose.run(*args, profiles=compose.all_profiles(), quiet=True, capture=True, **kw)

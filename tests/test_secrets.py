@@ -1,0 +1,86 @@
+"""Secrets are generated once, kept on re-runs, and bad ones are refused with one clear line."""
+import hashlib
+
+import pytest
+
+from ops import secrets, tls
+from ops.envfile import require
+from ops.errors import OpsError
+from ops.paths import REDIS_AUTH_CONF, ROOT, SECRETS, TLS
+from tests.support.deployment import invoke
+
+
+def _digest_tree(root):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_init_keeps_existing_secrets_and_says_so():
+    invoke("init")
+    before = _digest_tree(SECRETS) | _digest_tree(ROOT / "envs")
+    out = invoke("init").stdout
+    assert "kept     envs/redis.env" in out and "kept     secrets/tls/ca.crt" in out
+    assert "created" not in out
+    assert (_digest_tree(SECRETS) | _digest_tree(ROOT / "envs")) == before
+
+
+def test_generated_passwords_are_strong_and_distinct():
+    values = secrets.redis_settings()
+    passwords = [values[k] for k in ("REDIS_PASSWORD", "REDIS_HEALTH_PASSWORD", "REDIS_COMMANDER_PASSWORD")]
+    assert len(set(passwords)) == 3 and all(len(p) >= 40 for p in passwords)
+    assert all(values[k].split("_")[0] in ("CONFIG", "KEYS", "SHUTDOWN") and len(values[k]) > 20
+               for k in ("REDIS_CONFIG_COMMAND", "REDIS_KEYS_COMMAND", "REDIS_SHUTDOWN_COMMAND"))
+
+
+def test_private_keys_are_not_world_readable():
+    for key in TLS.glob("*.key"):
+        assert key.stat().st_mode & 0o077 == 0, key
+    assert REDIS_AUTH_CONF.stat().st_mode & 0o077 == 0
+
+
+def test_certificate_not_matching_its_key_is_refused_in_one_line(tmp_path):
+    tls.make_ca(tmp_path / "ca.crt", tmp_path / "ca.key")
+    for n in ("one", "two"):
+        tls.make_leaf(tmp_path / "ca.crt", tmp_path / "ca.key", tmp_path / f"{n}.crt", tmp_path / f"{n}.key", n)
+    with pytest.raises(OpsError) as exc:
+        tls.check_pair(tmp_path / "one.crt", tmp_path / "two.key", tmp_path / "ca.crt")
+    assert "does not match its key" in str(exc.value) and "--rotate" in str(exc.value) and "\n" not in str(exc.value)
+    tls.check_pair(tmp_path / "one.crt", tmp_path / "one.key", tmp_path / "ca.crt")
+
+
+def test_certificate_from_another_ca_is_refused(tmp_path):
+    for ca in ("ca1", "ca2"):
+        tls.make_ca(tmp_path / f"{ca}.crt", tmp_path / f"{ca}.key")
+    tls.make_leaf(tmp_path / "ca1.crt", tmp_path / "ca1.key", tmp_path / "x.crt", tmp_path / "x.key", "x")
+    with pytest.raises(OpsError, match="was not issued by"):
+        tls.check_pair(tmp_path / "x.crt", tmp_path / "x.key", tmp_path / "ca2.crt")
+
+
+def test_missing_secret_file_is_named(tmp_path):
+    with pytest.raises(OpsError, match=r"x.crt is missing: run `./invoke init`"):
+        tls.check_pair(tmp_path / "x.crt", tmp_path / "x.key")
+
+
+def test_example_and_missing_values_are_all_named_at_once(tmp_path):
+    with pytest.raises(OpsError) as exc:
+        require({"A": "change-me", "B": "", "C": "fine"}, ["A", "B", "C", "D"], tmp_path / "x.env")
+    msg = str(exc.value)
+    assert "missing B, D" in msg and "A still at the example value 'change-me'" in msg and "./invoke init" in msg
+
+
+def test_server_certificate_names_redis_localhost_and_loopback():
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((TLS / "redis.crt").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"redis", "localhost"}
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_auth_file_is_derived_from_the_env_files():
+    text = REDIS_AUTH_CONF.read_text()
+    env = secrets.redis_settings()
+    assert f"requirepass {env['REDIS_PASSWORD']}\n" in text
+    assert f"rename-command CONFIG {env['REDIS_CONFIG_COMMAND']}\n" in text
+    assert 'rename-command FLUSHALL ""' in text
+    assert "user tenant-a reset on >" in text and "~tenant-a:* resetchannels &tenant-a:*" in text
+    assert "+client|setinfo" not in text  # does not exist before Redis 7.2; would break the whole line
