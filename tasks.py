@@ -181,3 +181,39 @@ def test(c, k="", fast=False, x=False):
     code = subprocess.run(argv, cwd=ROOT).returncode
     if code:
         raise Exit(code=code)
+
+
+@task(help={"timeout": "Seconds to wait for the snapshot before failing."})
+@_fail_cleanly
+def bgsave(c, timeout=600):
+    """Take a fresh RDB snapshot now and wait until Redis confirms it (LASTSAVE moved, status ok)."""
+    from ops import bgsave as bg, redis_admin
+
+    client = redis_admin.operator(timeout=30)
+    redis_admin.ping_or_explain(client)
+    bg.bgsave(client, timeout=float(timeout))
+
+
+@task(help={"keep": "How many complete backups to keep (oldest removed only after the new one verified)."})
+@_fail_cleanly
+def backup(c, keep=7):
+    """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified."""
+    from ops import backup as bk
+
+    bk.create(keep=int(keep))
+
+
+@task(help={"backup": "Folder name under backups/ (or a path) of the backup to restore.",
+            "yes": "Do not ask for confirmation (required when stdin is not a terminal)."})
+@_fail_cleanly
+def restore(c, backup, yes=False):
+    """Restore a verified backup: Redis (RDB + AOF) and tenant databases; current data is kept aside first."""
+    from ops import restore as rs
+
+    def confirm(question: str) -> None:
+        if not sys.stdin.isatty():
+            raise OpsError("restore replaces live data and stdin is not a terminal: add --yes to confirm")
+        if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+            raise OpsError("restore cancelled: nothing was changed")
+
+    rs.restore(backup, assume_yes=yes, confirm=confirm)

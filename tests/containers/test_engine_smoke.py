@@ -55,6 +55,7 @@ def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
         assert built.stdout.startswith("built\n12.")
     finally:
         subprocess.run([*base, "down", "--volumes", "--rmi", "all"], env=env, capture_output=True, timeout=120)
+        subprocess.run(["docker", "rmi", "-f", "tenantstack-smoke:local"], capture_output=True)
 
 
 def test_docker_cli_and_compose_v2_answer():
