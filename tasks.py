@@ -175,6 +175,7 @@ def test(c, k="", fast=False, x=False):
     from ops import testenv
 
     testenv.ensure_local_redis_server()
+    testenv.ensure_chromium()
     argv = [sys.executable, "-m", "pytest", "-ra", *(["-k", k] if k else []), *(["-m", "not containers"] if fast else []),
             *(["-x"] if x else [])]
     print("+ " + " ".join(argv), flush=True)
@@ -217,3 +218,50 @@ def restore(c, backup, yes=False):
             raise OpsError("restore cancelled: nothing was changed")
 
     rs.restore(backup, assume_yes=yes, confirm=confirm)
+
+
+@task(iterable=["tenant"], help={
+    "tenant": "Tenant whose results to flush (repeatable).",
+    "all_tenants": "Every known tenant.",
+    "older_than": "Age of what to delete: a whole number followed by s, m, h, d or w (e.g. 7d).",
+    "dry_run": "Count what would be deleted; delete nothing.",
+    "batch_size": "Rows per delete transaction.",
+})
+@_fail_cleanly
+def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=False, batch_size=5000):
+    """Delete old task/group results in batches, and stale Celery keys under the tenant's Redis prefix."""
+    from jobs.durations import parse_duration
+
+    from ops import containers, redis_admin, redis_artifacts
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise OpsError(f"--older-than {exc}")
+    selected = _selected(tenant, all_tenants)
+    if not selected:
+        raise OpsError("name a tenant with --tenant NAME, or use --all-tenants")
+    not_running = [t.name for t in selected if not containers.is_running(t.service("web"))]
+    if not_running:
+        raise OpsError(f"tenant {', '.join(not_running)} is not running: start it with "
+                       f"`./invoke up {' '.join('--tenant ' + n for n in not_running)}` (its database lives in its volume)")
+    client = redis_admin.operator(timeout=30)
+    redis_admin.ping_or_explain(client)
+    for t in selected:
+        compose.run("exec", "-T", t.service("web"), "python", "manage.py", "flush_results", "--older-than", older_than,
+                    "--batch-size", str(int(batch_size)), *(["--dry-run"] if dry_run else []), profiles=[t.profile])
+        report = redis_artifacts.flush(client, t.name, age, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        print(f"flush-results: tenant {t.name}: Redis: {verb} {report['found'] if dry_run else report['removed']} "
+              f"stale keys under {t.name}'s prefix in {report['seconds']:.2f}s")
+
+
+@task
+@_fail_cleanly
+def tools_login(c):
+    """Show how to open redis-commander (tools profile, `./invoke up --tools`): its URL, user and password."""
+    from ops import tools
+
+    _need_root("tools-login")  # envs/redis.env is readable by root only
+    for line in tools.login_lines(secrets.redis_settings()):
+        print(f"tools-login: {line}")

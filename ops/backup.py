@@ -71,10 +71,10 @@ def snapshot_redis(dest: Path, log=print) -> dict:
         client.execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
         try:
             space = keyspace(client)
-            before = bg.start(client, log=lambda m: log(f"backup: {m}"))
+            started = bg.start(client, log=lambda m: log(f"backup: {m}"))
             size = containers.copy_out("redis", "/data", [AOF_DIR], dest / "redis")
             log(f"backup: copied {AOF_DIR}/ ({size / 2**20:.1f} MiB)")
-            bg.wait(client, before)
+            bg.wait(client, started)
             size = containers.copy_out("redis", "/data", ["dump.rdb"], dest / "redis")
             log(f"backup: copied dump.rdb ({size / 2**20:.1f} MiB)")
             paused = time.monotonic() - t0
@@ -179,12 +179,11 @@ def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
     if keep < 1:
         raise OpsError(f"--keep must be at least 1 (got {keep}): the new backup itself counts")
     t0 = time.monotonic()
-    name = stamp()
     BACKUPS.mkdir(exist_ok=True)
+    while (BACKUPS / (name := stamp())).exists() or (BACKUPS / f".{name}.partial").exists():
+        time.sleep(0.2)  # one backup per second: the name is the UTC second it started
     partial = BACKUPS / f".{name}.partial"
     final = BACKUPS / name
-    if final.exists():
-        raise OpsError(f"backups/{name} already exists: wait a second and retry")
     try:
         log(f"backup: writing backups/{name}")
         meta = snapshot_redis(partial, log)

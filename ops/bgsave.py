@@ -21,7 +21,7 @@ def bgsave(client: redis.Redis, timeout: float = 600, log=print) -> float:
 
 
 def start(client: redis.Redis, timeout: float = 600, log=print):
-    """Issue BGSAVE (the snapshot is the dataset at this moment); returns LASTSAVE from before it."""
+    """Issue BGSAVE (the snapshot is the dataset at this moment); returns what `wait` needs."""
     deadline = time.monotonic() + timeout
     # LASTSAVE has one-second resolution: never start in the second of the previous save, or a fast
     # save could finish within that same second and look like nothing happened.
@@ -38,16 +38,20 @@ def start(client: redis.Redis, timeout: float = 600, log=print):
     except redis.ResponseError as exc:
         raise OpsError(f"Redis refused BGSAVE: {exc}")
     log(f"bgsave: started{' (scheduled after the running AOF rewrite)' if schedule else ''}")
-    return before
+    return before, schedule
 
 
-def wait(client: redis.Redis, before, timeout: float = 600) -> None:
-    """Wait until LASTSAVE moved past `before` and no save runs, then insist the save succeeded."""
+def wait(client: redis.Redis, started, timeout: float = 600) -> None:
+    """Wait until LASTSAVE moved past the one before `start` and no save runs; insist the save succeeded."""
+    before, scheduled = started
     deadline = time.monotonic() + timeout
     while True:
         info = _info(client)
-        if client.lastsave() != before and not info.get("rdb_bgsave_in_progress"):
-            break
+        if not info.get("rdb_bgsave_in_progress"):
+            if client.lastsave() != before:
+                break
+            if not scheduled and info.get("rdb_last_bgsave_status") == "err":
+                break  # ours ended (it was running right after BGSAVE) without moving LASTSAVE: it failed
         _wait_step(deadline, timeout, "LASTSAVE to change")
     if info.get("rdb_last_bgsave_status") != "ok":
         raise OpsError(f"BGSAVE failed (rdb_last_bgsave_status:{info.get('rdb_last_bgsave_status')}): "

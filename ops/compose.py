@@ -10,7 +10,7 @@ import subprocess
 import yaml
 from tenantstack import naming
 
-from . import tenants
+from . import build_ca, tenants
 from .engine import COMPOSE_ENV, compose_argv
 from .paths import COMPOSE_DIR, COMPOSE_FILE, COMPOSE_PROJECT, ROOT, TENANTS_GENERATED
 
@@ -28,6 +28,7 @@ def tenant_services(name: str, web_port: int) -> dict:
         "env_file": [env_file],
         "environment": {"TENANTSTACK_ENV_FILE": f"envs/{naming.env_file_name(name)}"},
         "volumes": [f"{naming.compose_profile(name)}-data:/data",
+                    "../secrets/tls/ca.crt:/run/secrets/tls/ca.crt:ro",
                     f"../secrets/tls/{cert}.crt:/run/secrets/tls/client.crt:ro",
                     f"../secrets/tls/{cert}.key:/run/secrets/tls/client.key:ro"],
         "depends_on": {"redis": {"condition": "service_healthy"}},
@@ -66,7 +67,7 @@ def command(*args: str, profiles=()) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, **COMPOSE_ENV}
+    return {**os.environ, **COMPOSE_ENV, **build_ca.compose_env()}  # build_ca: trust for image downloads
 
 
 def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout=None) -> subprocess.CompletedProcess:

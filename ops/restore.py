@@ -116,6 +116,10 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     if unknown:
         raise OpsError(f"backup {source.name} holds tenants {', '.join(unknown)} that are not configured here: "
                        f"add them with `./invoke tenant-add NAME` first")
+    pg = [f for f in manifest["files"] if f.endswith("db.pgdump")]
+    if pg:
+        raise OpsError(f"backup {source.name} holds PostgreSQL dumps ({', '.join(pg)}): restore them with "
+                       "pg_restore --clean into the tenant's DATABASE_URL; this task restores SQLite tenants only")
     if not assume_yes:
         confirm(f"Replace ALL Redis data and the databases of tenants {manifest.get('tenants') or 'none'} "
                 f"with backup {source.name} ({manifest['created']})?")

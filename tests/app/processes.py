@@ -56,7 +56,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 class AppProcess:
     """A long-running app process (worker, beat, gunicorn) whose output goes to a log file."""
 
-    def __init__(self, args: list[str], env: dict, log: Path):
+    def __init__(self, args: list[str], env: dict, log: Path, node: str | None = None):
+        self.node = node  # a worker's node name
         self.log = log
         self._log_fh = open(log, "wb")
         self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=APP_DIR, stdout=self._log_fh,
@@ -94,7 +95,7 @@ def start_worker(env: dict, log: Path, node: str, concurrency: int = 2) -> AppPr
 
     queue = naming.queue_name(env["TENANT"])
     worker = AppProcess(["-m", "celery", "-A", "tenantstack", "worker", "--queues", queue, "--hostname", node,
-                         "--concurrency", str(concurrency), "--loglevel", "INFO"], env, log)
+                         "--concurrency", str(concurrency), "--loglevel", "INFO"], env, log, node=node)
     worker.wait_for_output(f"{node} ready.", timeout=60)
     return worker
 

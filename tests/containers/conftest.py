@@ -13,3 +13,9 @@ def pytest_collection_modifyitems(items):
 def redis_up():
     """The real redis service, up and healthy through ./invoke up (idempotent)."""
     invoke("up")
+
+
+@pytest.fixture(scope="session")
+def tenants_up(redis_up):
+    """Redis plus tenants a and b (web, worker, beat), all healthy."""
+    invoke("up", "--tenant", "a", "--tenant", "b")

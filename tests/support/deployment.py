@@ -56,3 +56,55 @@ def tenant_client(tenant: str, **kw) -> redis.Redis:
 
 def compose_run(*args: str, **kw) -> subprocess.CompletedProcess:
     return compose.run(*args, profiles=compose.all_profiles(), quiet=True, capture=True, **kw)
+
+
+def web_url(tenant: str, path: str) -> str:
+    from ops.tenants import web_port_of
+
+    return f"http://127.0.0.1:{web_port_of(tenant)}{path}"
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def post_echo(tenant: str, value) -> str:
+    status, body = http("POST", web_url(tenant, "/api/tasks/echo"), json.dumps({"value": value}).encode())
+    assert status == 202, (status, body)
+    return body["id"]
+
+
+def task_status(tenant: str, task_id: str) -> tuple[int, dict]:
+    return http("GET", web_url(tenant, f"/api/tasks/{task_id}"))
+
+
+def wait_for_results(tenant: str, ids, timeout: float = 120, states=("SUCCESS",)) -> dict:
+    """Poll the tenant's API until every id reached one of `states`; returns id -> body."""
+    import time
+
+    pending, done = set(ids), {}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for task_id in list(pending):
+            code, body = task_status(tenant, task_id)
+            if code == 200 and body["status"] in states:
+                done[task_id] = body
+                pending.discard(task_id)
+        if pending:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(pending)} of {len(done) + len(pending)} tasks of tenant {tenant} "
+                                     f"not in {states} after {timeout}s, e.g. {sorted(pending)[:3]}")
+            time.sleep(0.5)
+    return done
+
+
+def hostname(service: str) -> str:
+    return inspect(container(service))["Config"]["Hostname"]

@@ -89,7 +89,8 @@ def render_conf(root: Path, port: int) -> Path:
     return conf
 
 
-def start(root: Path, tenants=TENANTS) -> LocalRedis:
+def start(root: Path, tenants=TENANTS, run_as: str | None = None) -> LocalRedis:
+    """Start redis-server on a free port; run_as='nobody' drops root so file permissions bite."""
     if not shutil.which("redis-server"):
         raise RuntimeError("redis-server is not installed: apt-get install redis-server (the test setup does this)")
     redis_env, passwords = make_secrets(root, tenants)
@@ -99,7 +100,14 @@ def start(root: Path, tenants=TENANTS) -> LocalRedis:
     port = free_port()
     conf = render_conf(root, port)
     log = open(root / "redis.log", "wb")
-    proc = subprocess.Popen(["redis-server", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    argv = ["redis-server", str(conf)]
+    if run_as:
+        shutil.chown(root / "data", run_as)
+        for f in [root, *root.rglob("*")]:
+            f.chmod(f.stat().st_mode | 0o755 if f.is_dir() else f.stat().st_mode | 0o644)
+        argv = ["setpriv", f"--reuid={run_as}", f"--regid={run_as if run_as != 'nobody' else 'nogroup'}",
+                "--clear-groups", *argv]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     server = LocalRedis("127.0.0.1", port, root, root / "tls" / "ca.crt", redis_env, passwords, proc)
     deadline = time.monotonic() + 15
     while True:

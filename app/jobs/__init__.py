@@ -1,0 +1,1 @@
+"""The tenant's jobs: Celery tasks, their HTTP API, results cleanup, beat scheduler, healthchecks."""

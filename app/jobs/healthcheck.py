@@ -1,0 +1,82 @@
+"""Container healthchecks: `python -m jobs.healthcheck web|worker|beat`. Exit 0 healthy, 1 not, one line why.
+
+web:    GET http://127.0.0.1:8000/healthz answers 200 (database and broker both ok).
+worker: this container's worker node (celery@<hostname>) answers a broadcast ping via the broker.
+beat:   DATA_DIR/beat.heartbeat was touched less than BEAT_MAX_AGE seconds ago.
+"""
+import argparse
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+WEB_URL = "http://127.0.0.1:8000/healthz"
+BEAT_MAX_AGE = 60  # seconds; beat ticks at least every beat_max_loop_interval (10 s)
+TIMEOUT = 5
+
+
+def worker_node_name(hostname: str | None = None) -> str:
+    """The worker's node name: the entrypoint starts workers with `-n celery@%h`."""
+    return f"celery@{hostname or socket.gethostname()}"
+
+
+def check_web(url: str = WEB_URL, timeout: float = TIMEOUT) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed local URL
+            return None if response.status == 200 else f"{url} answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"{url} answered {exc.code}: {exc.read(300).decode(errors='replace')}"
+    except OSError as exc:
+        return f"{url} is unreachable: {exc}"
+
+
+def check_worker(node: str | None = None, timeout: float = TIMEOUT) -> str | None:
+    from tenantstack.celery import app
+
+    node = node or worker_node_name()
+    try:
+        replies = app.control.ping(destination=[node], timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - report, never raise
+        return f"cannot ping {node} through the broker: {type(exc).__name__}: {exc}"
+    if not any(node in reply for reply in replies):
+        return f"worker {node} did not answer a ping within {timeout:g} s"
+    return None
+
+
+def check_beat(max_age: float = BEAT_MAX_AGE) -> str | None:
+    from jobs.beat import heartbeat_path
+    from tenantstack import env
+
+    path = heartbeat_path(env.load_or_exit().data_dir)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return f"{path} does not exist: beat has not ticked yet"
+    if age > max_age:
+        return f"{path} is {age:.0f} s old (limit {max_age:g} s): beat is stuck"
+    return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.healthcheck", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=["web", "worker", "beat"])
+    parser.add_argument("--url", default=WEB_URL, help="web: the healthz URL")
+    parser.add_argument("--node", default=None, help="worker: node name (default celery@<hostname>)")
+    parser.add_argument("--max-age", type=float, default=BEAT_MAX_AGE, help="beat: heartbeat age limit, seconds")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT, help="web, worker: seconds to wait for an answer")
+    args = parser.parse_args(argv)
+    if args.role == "web":
+        problem = check_web(args.url, args.timeout)
+    elif args.role == "worker":
+        problem = check_worker(args.node, args.timeout)
+    else:
+        problem = check_beat(args.max_age)
+    if problem:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

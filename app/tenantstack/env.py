@@ -1,0 +1,277 @@
+"""The tenant's configuration: read only from the environment, validated as a whole, once.
+
+Every process (web, worker, beat, manage.py) starts by calling `load_or_exit()`. If
+TENANTSTACK_ENV_FILE names an existing file, python-dotenv loads it first without overriding
+variables that are already set (Compose passes the same file with env_file and sets
+TENANTSTACK_ENV_FILE=envs/tenant-<t>.env only so that errors can name it). Every problem is
+collected, then the process stops with ONE line on stderr, e.g.
+
+    config error: REDIS_PASSWORD is missing in envs/tenant-a.env: run ./invoke init
+
+Run `python -m tenantstack.env` to check a configuration without starting anything;
+`--shell` also prints the values the entrypoint needs as shell assignments.
+"""
+import functools
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenantstack import naming
+
+ENV_FILE_VAR = "TENANTSTACK_ENV_FILE"
+EXAMPLE_VALUE = "change-me"  # the placeholder of the committed *.env.example files; never valid
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, like the redis entrypoint
+INIT_FIX = "run ./invoke init"
+TLS_FIX = "run ./invoke init on the host (it issues the certificates and gives each key to its user)"
+TLS_MOUNT_FIX = f"{TLS_FIX} and check the TLS mounts of the tenant's containers"
+
+DEFAULTS = {
+    "REDIS_HOST": "redis",
+    "REDIS_PORT": str(naming.REDIS_TLS_PORT),
+    "TLS_CA_FILE": "/run/secrets/tls/ca.crt",
+    "TLS_CERT_FILE": "/run/secrets/tls/client.crt",
+    "TLS_KEY_FILE": "/run/secrets/tls/client.key",
+    "DATA_DIR": "/data",
+    "CELERY_TASK_TIME_LIMIT": "300",
+    "CELERY_VISIBILITY_TIMEOUT": "3600",
+    "CELERY_WORKER_CONCURRENCY": "2",
+    # One message reserved per process: with late acks a long task never blocks others queued behind it.
+    "CELERY_WORKER_PREFETCH_MULTIPLIER": "1",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    tenant: str
+    secret_key: str
+    redis_password: str
+    redis_host: str
+    redis_port: int
+    tls_ca_file: Path
+    tls_cert_file: Path
+    tls_key_file: Path
+    data_dir: Path
+    database_url: str  # empty: SQLite at data_dir/db.sqlite3
+    task_time_limit: int
+    visibility_timeout: int
+    worker_concurrency: int
+    worker_prefetch_multiplier: int
+    allowed_hosts: tuple[str, ...]
+    admin_password: str  # empty: the web entrypoint leaves the admin user alone
+
+    @property
+    def soft_time_limit(self) -> int:
+        """Seconds after which a task gets SoftTimeLimitExceeded: 10% (at most 30 s) before the hard kill."""
+        return max(1, self.task_time_limit - min(30, max(1, self.task_time_limit // 10)))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "db.sqlite3"
+
+    @property
+    def queue(self) -> str:
+        return naming.queue_name(self.tenant)
+
+
+class ConfigError(Exception):
+    """Every problem found in the configuration; str() is the one line the operator sees."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
+
+
+def load_env_file() -> None:
+    """python-dotenv loads TENANTSTACK_ENV_FILE if that file exists, never overriding variables already set."""
+    path = os.environ.get(ENV_FILE_VAR)
+    if path and os.path.isfile(path):
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+def read_config(environ: Mapping[str, str]) -> Config:
+    """Validate `environ` as a whole; raise ConfigError naming every problem."""
+    return _Reader(environ).config()
+
+
+class _Reader:
+    """Collects problems grouped by what is wrong and how to fix it, so the one line stays short."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.where = environ.get(ENV_FILE_VAR) or "the environment"
+        self.groups: dict[tuple[str, bool, str], list[str]] = {}
+
+    def problem(self, subject: str, state: str, fix: str, *, in_env_file: bool = True) -> None:
+        """Record `<subject> is <state> [in <env file>]: <fix>`; same state and fix share one clause."""
+        self.groups.setdefault((state, in_env_file, fix), []).append(subject)
+
+    @property
+    def problems(self) -> list[str]:
+        lines = []
+        for (state, in_env_file, fix), subjects in self.groups.items():
+            names = subjects[0] if len(subjects) == 1 else f"{', '.join(subjects[:-1])} and {subjects[-1]}"
+            where = f" in {self.where}" if in_env_file else ""
+            lines.append(f"{names} {'is' if len(subjects) == 1 else 'are'} {state}{where}: {fix}")
+        return lines
+
+    def raw(self, key: str) -> str:
+        value = self.environ.get(key, "").strip()
+        return value or DEFAULTS.get(key, "")
+
+    def secret(self, key: str, *, required: bool = True) -> str:
+        value = self.raw(key)
+        if not value and required:
+            self.problem(key, "missing", INIT_FIX)
+        elif value == EXAMPLE_VALUE:
+            self.problem(key, f"still the example value '{EXAMPLE_VALUE}'", INIT_FIX)
+            return ""
+        return value
+
+    def integer(self, key: str, *, low: int, high: int, fix: str) -> int:
+        value = self.raw(key)
+        try:
+            number = int(value)
+        except ValueError:
+            self.problem(f"{key}={value!r}", "not a whole number", fix)
+            return 0
+        if not low <= number <= high:
+            self.problem(f"{key}={number}", f"out of range {low}..{high}", fix)
+            return 0
+        return number
+
+    def tenant(self) -> str:
+        value = self.raw("TENANT")
+        if not value:
+            self.problem("TENANT", "missing", "set TENANT to the tenant's name, e.g. TENANT=a")
+        elif not naming.is_valid_tenant_name(value):
+            self.problem(f"TENANT={value!r}", "not a valid tenant name", f"use {naming.TENANT_NAME_RULE}")
+        return value
+
+    def readable_file(self, key: str) -> Path:
+        path = Path(self.raw(key))
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except FileNotFoundError:
+            self.problem(f"{key} {path}", "missing", TLS_MOUNT_FIX, in_env_file=False)
+        except IsADirectoryError:
+            self.problem(f"{key} {path}", "a directory, not a file", "mount the file itself there, not its folder",
+                         in_env_file=False)
+        except OSError as exc:
+            self.problem(f"{key} {path}", f"not readable by uid {os.geteuid()} ({exc.strerror})", TLS_FIX,
+                         in_env_file=False)
+        return path
+
+    def data_dir(self) -> Path:
+        path = Path(self.raw("DATA_DIR"))
+        uid = os.geteuid()
+        if not path.is_absolute():
+            self.problem(f"DATA_DIR={str(path)!r}", "not an absolute path", "set it to the tenant's volume, e.g. /data")
+            return path
+        volume_fix = "mount the tenant's data volume there"
+        try:
+            is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        except FileNotFoundError:
+            self.problem(f"DATA_DIR {path}", "missing", volume_fix, in_env_file=False)
+        except OSError as exc:
+            self.problem(f"DATA_DIR {path}", f"not reachable by uid {uid} ({exc.strerror})", volume_fix,
+                         in_env_file=False)
+        else:
+            if not is_dir:
+                self.problem(f"DATA_DIR {path}", "not a directory", volume_fix, in_env_file=False)
+            elif not os.access(path, os.W_OK | os.X_OK, effective_ids=True):
+                self.problem(f"DATA_DIR {path}", f"not writable by uid {uid}",
+                             "give the tenant's data volume to that uid",
+                             in_env_file=False)
+        return path
+
+    def database_url(self) -> str:
+        value = self.environ.get("DATABASE_URL", "").strip()
+        if not value:
+            return ""
+        import dj_database_url
+
+        try:
+            dj_database_url.parse(value)
+        except Exception:  # noqa: BLE001 - the URL holds a password: never echo it or its parser's message
+            scheme = value.split("://", 1)[0] if "://" in value else "(none)"
+            self.problem(f"DATABASE_URL (scheme {scheme})", "not a database URL that Django supports",
+                         "use postgres://USER:PASSWORD@HOST:5432/NAME, or leave it empty for SQLite on DATA_DIR")
+        return value
+
+    def allowed_hosts(self, tenant: str) -> tuple[str, ...]:
+        hosts = tuple(h.strip() for h in self.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip())
+        return hosts or ("127.0.0.1", "localhost", naming.service_name(tenant, "web"))
+
+    def config(self) -> Config:
+        tenant = self.tenant()
+        seconds = "set it to a whole number of seconds"
+        time_limit = self.integer("CELERY_TASK_TIME_LIMIT", low=1, high=7 * 86400, fix=f"{seconds}, e.g. 300")
+        visibility = self.integer("CELERY_VISIBILITY_TIMEOUT", low=1, high=30 * 86400, fix=f"{seconds}, e.g. 3600")
+        if time_limit and visibility and visibility <= time_limit:
+            self.problem(f"CELERY_VISIBILITY_TIMEOUT={visibility}",
+                         f"not larger than CELERY_TASK_TIME_LIMIT={time_limit}",
+                         "a task still running would be delivered a second time; "
+                         f"set it well above the time limit, e.g. {max(3600, time_limit * 2)}")
+        config = Config(
+            tenant=tenant,
+            secret_key=self.secret("DJANGO_SECRET_KEY"),
+            redis_password=self.secret("REDIS_PASSWORD"),
+            redis_host=self.raw("REDIS_HOST"),
+            redis_port=self.integer("REDIS_PORT", low=1, high=65535,
+                                    fix=f"set it to the Redis TLS port, e.g. {naming.REDIS_TLS_PORT}"),
+            tls_ca_file=self.readable_file("TLS_CA_FILE"),
+            tls_cert_file=self.readable_file("TLS_CERT_FILE"),
+            tls_key_file=self.readable_file("TLS_KEY_FILE"),
+            data_dir=self.data_dir(),
+            database_url=self.database_url(),
+            task_time_limit=time_limit,
+            visibility_timeout=visibility,
+            worker_concurrency=self.integer("CELERY_WORKER_CONCURRENCY", low=1, high=256,
+                                            fix="set it to the number of worker processes, e.g. 2"),
+            worker_prefetch_multiplier=self.integer("CELERY_WORKER_PREFETCH_MULTIPLIER", low=1, high=1000,
+                                                    fix="set it to messages reserved per process, e.g. 1"),
+            allowed_hosts=self.allowed_hosts(tenant),
+            admin_password=self.secret("DJANGO_ADMIN_PASSWORD", required=False),
+        )
+        if self.problems:
+            raise ConfigError(self.problems)
+        return config
+
+
+@functools.cache
+def load() -> Config:
+    """The process's configuration (TENANTSTACK_ENV_FILE loaded first); raises ConfigError."""
+    load_env_file()
+    return read_config(os.environ)
+
+
+def load_or_exit() -> Config:
+    """The process's configuration, or exit with one `config error: ...` line on stderr."""
+    try:
+        return load()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def shell_assignments(config: Config) -> str:
+    """What entrypoint.sh needs, as `NAME=value` lines safe for `eval`."""
+    import shlex
+
+    values = {"DATA_DIR": config.data_dir, "QUEUE": config.queue, "CONCURRENCY": config.worker_concurrency}
+    return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
+
+
+if __name__ == "__main__":
+    _config = load_or_exit()
+    if sys.argv[1:] == ["--shell"]:
+        print(shell_assignments(_config), end="")
