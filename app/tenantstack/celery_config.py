@@ -38,10 +38,19 @@ def broker_ssl_options(config: Config) -> dict:
     }
 
 
+def restore_sweep_seconds(visibility_timeout: int) -> int:
+    """A tenth of the visibility timeout, between 1 and 30 s: a cheap ZRANGE, so lost tasks wait little extra."""
+    return max(1, min(30, visibility_timeout // 10))
+
+
 def broker_transport_options(config: Config) -> dict:
     return {
         "global_keyprefix": naming.key_prefix(config.tenant),
         "visibility_timeout": config.visibility_timeout,
+        # How soon a message held by a worker that died comes back: kombu sweeps the unacked index every
+        # interval x throttle seconds (default 10 x 10 = 100 s, longer than a short visibility_timeout).
+        "unacked_restore_interval": restore_sweep_seconds(config.visibility_timeout),
+        "unacked_restore_throttle": 1,
         "fanout_prefix": True,
         "fanout_patterns": True,
         "socket_connect_timeout": 5,
@@ -101,7 +110,12 @@ def celery_settings(config: Config) -> dict:
         "result_expires": RESULT_EXPIRES,
         "worker_concurrency": config.worker_concurrency,
         "worker_prefetch_multiplier": config.worker_prefetch_multiplier,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Off on purpose. With Redis an unacknowledged message stays in the unacked index across a lost
+        # connection and comes back after visibility_timeout anyway, so cancelling buys nothing; and Celery
+        # 5.7 also cancels tasks whose SUCCESS is already stored but not yet acknowledged, overwriting that
+        # result with RETRY (seen in tests/containers/test_no_lost_tasks.py while Redis restarts).
+        # Left running, the task finishes and its ack reaches Redis after the reconnect.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "beat_schedule": beat_schedule(),

@@ -26,7 +26,9 @@ def test_delivery_guarantees_and_limits(local_redis, tmp_path):
     assert settings["broker_transport_options"]["visibility_timeout"] == 900
     assert settings["worker_concurrency"] == 3 and settings["worker_prefetch_multiplier"] == 1
     assert settings["broker_connection_retry_on_startup"] is True
-    assert settings["worker_cancel_long_running_tasks_on_connection_loss"] is True
+    assert settings["worker_cancel_long_running_tasks_on_connection_loss"] is False  # see celery_config
+    assert settings["broker_transport_options"]["unacked_restore_interval"] == 30
+    assert settings["broker_transport_options"]["unacked_restore_throttle"] == 1
     assert settings["worker_send_task_events"] is False
     assert settings["result_backend"] == "django-db" and settings["result_extended"] is True
     assert settings["task_track_started"] is True and settings["result_expires"].days >= 1

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ops import compose
-from ops.paths import ROOT
+from ops.paths import ARTIFACTS, ROOT
 from tests.support import deployment as d
 from tenantstack import naming
 
@@ -78,7 +78,12 @@ def test_no_task_is_lost_when_workers_and_redis_die(short_visibility):
         assert _docker("start", d.container(WORKER)).returncode == 0
     time.sleep(5)
     compose.run("restart", "redis", profiles=compose.all_profiles(), quiet=True)
-    results = d.wait_for_results("a", ids, timeout=VISIBILITY * 6)
+    try:
+        results = d.wait_for_results("a", ids, timeout=VISIBILITY * 6)
+    finally:  # the worker's log explains any loss; the fixture recreates the container afterwards
+        ARTIFACTS.mkdir(exist_ok=True)
+        log = _docker("logs", d.container(WORKER))
+        (ARTIFACTS / "no-lost-tasks-worker.log").write_text(log.stdout + log.stderr)
     assert {r["status"] for r in results.values()} == {"SUCCESS"}
     assert sorted(r["result"]["value"] for r in results.values()) == list(range(N))
     runs = _successes_by_id()
