@@ -265,3 +265,17 @@ def tools_login(c):
     _need_root("tools-login")  # envs/redis.env is readable by root only
     for line in tools.login_lines(secrets.redis_settings()):
         print(f"tools-login: {line}")
+
+
+@task(help={"n": "No-op tasks per throughput run.", "rounds": "Hardened/plain rounds (interleaved A B A B).",
+            "keys": "Keys in the backup/restore dataset.", "rows": "Stale result rows for the flush comparison.",
+            "quick": "Tiny sizes: checks that every step works (the test suite runs this)."})
+@_fail_cleanly
+def bench(c, n=5000, rounds=2, keys=1_000_000, rows=1_000_000, quick=False):
+    """Measure throughput, latency, the price of hardening, backup/restore and flush, side by side."""
+    from ops import bench as b
+
+    _need_root("bench")
+    if quick:
+        n, rounds, keys, rows = 200, 1, 10_000, 5_000
+    b.run(int(n), int(rounds), int(keys), int(rows))

@@ -24,7 +24,8 @@ STATE_DIR = Path("/run/tenantstack")
 LOG_DIR = Path("/var/log/tenantstack")
 RUNNER_INSTALLED = Path("/usr/local/lib/tenantstack/healthcheck-runner.py")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf.d/50-tenantstack.conf")
-APT_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "iptables", "mmdebstrap", "redis-tools"]
+# catatonit is only a Recommends of podman, but `init: true` (PID 1 reaping zombies) needs it.
+APT_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "iptables", "catatonit", "mmdebstrap", "redis-tools"]
 
 # Facts from running Podman 4.3 on this machine kind: crun fails on the hybrid cgroup layout
 # ("cgroups in hybrid mode not supported"), podman's default ulimits exceed the host's hard limits

@@ -31,6 +31,7 @@ def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
             command: ["sh", "-c", "sleep 4; touch /tmp/ready; exec sleep 600"]
             healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1s, timeout: 3s, retries: 30}
           second:
+            build: {context: ., network: host}
             image: tenantstack-smoke:local
             init: true
             command: ["sleep", "600"]

@@ -25,10 +25,15 @@ def _secret_values() -> list[bytes]:
     return [v.encode() for v in values + keys]
 
 
-@pytest.mark.parametrize("image", ["tenantstack/redis:local", "tenantstack/app:local"])
-def test_no_image_layer_holds_a_secret(image, tmp_path):
-    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
-        pytest.skip(f"{image} is not built yet")
+@pytest.fixture(scope="module")
+def images_built():
+    from tests.support.deployment import invoke
+
+    invoke("build", "--tools")
+
+
+@pytest.mark.parametrize("image", ["tenantstack/redis:local", "tenantstack/app:local", "tenantstack/redis-commander:local"])
+def test_no_image_layer_holds_a_secret(image, tmp_path, images_built):
     archive = tmp_path / "image.tar"
     subprocess.run(["docker", "save", "-o", str(archive), image], check=True, capture_output=True)
     needles = _secret_values()

@@ -1,0 +1,238 @@
+"""`invoke bench`: the deployment's speed on the real containers, each figure next to its baseline.
+
+Sections (each measured in this one run):
+  throughput   N no-op tasks per tenant through the broker until every result row is SUCCESS
+  latency      queue latency p50/p99 at 100 tasks/s offered load
+  hardening    the same burst against a plain (no TLS, no ACL) Redis, interleaved A B A B: hardened/plain
+  two_tenants  a and b at once vs a alone
+  backup       1M keys: raw BGSAVE + redis-check-rdb vs `backup` and `restore`
+  flush        batched flush-results vs django-celery-results' delete_expired on identical copies
+  warm_up      `./invoke up --tenant a` from stopped containers (images built) to all healthy
+"""
+import json
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tenantstack import naming
+
+from . import backup as bk
+from . import bgsave as bg
+from . import compose, containers, redis_admin
+from .errors import OpsError
+from .paths import BACKUPS, COMPOSE_PROJECT, ROOT
+
+RESULTS = ROOT / "bench" / "results.json"
+PLAIN_REDIS = f"{COMPOSE_PROJECT}-bench-redis"
+PLAIN_WORKER = f"{COMPOSE_PROJECT}-bench-worker"
+BENCH_VOLUME = f"{COMPOSE_PROJECT}_bench-data"
+APP_IMAGE = "tenantstack/app:local"
+REDIS_IMAGE = "tenantstack/redis:local"
+FILL_BATCH = 10_000
+
+
+def _json_exec(container: str, *argv: str, timeout: float = 1800) -> dict:
+    run = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True, timeout=timeout)
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        raise OpsError(f"bench step `{' '.join(argv[:4])}` in {container} failed: "
+                       f"{(run.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(lines[-1])
+
+
+def _burst(container: str, n: int) -> dict:
+    return _json_exec(container, "python", "-m", "jobs.bench", "burst", str(n))
+
+
+def _worker(tenant: str) -> str:
+    return containers.name(naming.service_name(tenant, "worker"))
+
+
+def _up(*tenant_names: str) -> None:
+    subprocess.run([str(ROOT / "invoke"), "up", *sum((["--tenant", t] for t in tenant_names), [])], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+class PlainStack:
+    """A plain Redis (no TLS, no ACL, same persistence) and a tenant-a worker pointed at it, same image."""
+
+    def __enter__(self):
+        self.__exit__()
+        network = f"{COMPOSE_PROJECT}_default"
+        subprocess.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint",
+                        "redis-server", REDIS_IMAGE, "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
+                        "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
+                       check=True, capture_output=True)
+        env_file = ROOT / "envs" / naming.env_file_name("a")
+        subprocess.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
+                        "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
+                        "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
+                        "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", APP_IMAGE, "worker"],
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + 120
+        while subprocess.run(["docker", "exec", PLAIN_WORKER, "celery", "-A", "tenantstack", "inspect", "ping",
+                              "--timeout", "2"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                logs = subprocess.run(["docker", "logs", "--tail", "5", PLAIN_WORKER], capture_output=True, text=True)
+                raise OpsError(f"the plain bench worker did not start: {logs.stderr.strip()[-300:]}")
+            time.sleep(1)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["docker", "rm", "-f", PLAIN_WORKER, PLAIN_REDIS], capture_output=True)
+        subprocess.run(["docker", "volume", "rm", "-f", BENCH_VOLUME], capture_output=True)
+
+
+def throughput(n: int, log) -> dict:
+    out = {t: _burst(_worker(t), n) for t in ("a", "b")}
+    for t, r in out.items():
+        log(f"bench: tenant {t}: {r['tasks_per_s']:.0f} tasks/s end to end, enqueue {r['enqueue_per_s']:.0f}/s")
+    out["paced_100"] = _json_exec(_worker("a"), "python", "-m", "jobs.bench", "paced", "100", "10")
+    log(f"bench: at 100 tasks/s offered: p50 {out['paced_100']['latency_p50_ms']:.1f} ms, "
+        f"p99 {out['paced_100']['latency_p99_ms']:.1f} ms")
+    return out
+
+
+def hardening(n: int, rounds: int, log) -> dict:
+    hardened, plain = [], []
+    with PlainStack():
+        for i in range(rounds):
+            hardened.append(_burst(_worker("a"), n)["tasks_per_s"])
+            plain.append(_burst(PLAIN_WORKER, n)["tasks_per_s"])
+            log(f"bench: round {i + 1}: hardened {hardened[-1]:.0f} tasks/s, plain {plain[-1]:.0f} tasks/s")
+    ratio = statistics.mean(hardened) / statistics.mean(plain)
+    log(f"bench: hardened/plain = {ratio:.2f}")
+    return {"hardened_tasks_per_s": hardened, "plain_tasks_per_s": plain, "ratio": ratio}
+
+
+def two_tenants(n: int, log) -> dict:
+    alone = _burst(_worker("a"), n)["tasks_per_s"]
+    results = {}
+    threads = [threading.Thread(target=lambda t=t: results.__setitem__(t, _burst(_worker(t), n))) for t in ("a", "b")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    together = {t: r["tasks_per_s"] for t, r in results.items()}
+    log(f"bench: a alone {alone:.0f} tasks/s; a and b together {together['a']:.0f} + {together['b']:.0f} tasks/s")
+    return {"a_alone": alone, "together": together, "combined_vs_alone": sum(together.values()) / alone}
+
+
+def _fill(client, keys: int, log) -> None:
+    t0 = time.monotonic()
+    for start in range(0, keys, FILL_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(keys, start + FILL_BATCH)):
+            pipe.set(f"bench:key:{i}", f"value-{i:010d}")
+        pipe.execute()
+    log(f"bench: filled {keys} keys in {time.monotonic() - t0:.1f}s")
+
+
+def _clear(client) -> None:
+    batch = []
+    for key in client.scan_iter(match="bench:key:*", count=10_000):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
+def backup_restore(keys: int, log) -> dict:
+    client = redis_admin.operator(timeout=120)
+    _fill(client, keys, log)
+    made = []
+    try:
+        raw_save = bg.bgsave(client, log=lambda m: None)
+        tmp = BACKUPS / ".bench-raw"
+        tmp.mkdir(parents=True, exist_ok=True)
+        containers.copy_out("redis", "/data", ["dump.rdb"], tmp)
+        t0 = time.monotonic()
+        bk._checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
+        raw_check = time.monotonic() - t0
+        subprocess.run(["rm", "-rf", str(tmp)])
+        t0 = time.monotonic()
+        path = bk.create(keep=10_000, log=lambda m: None)
+        backup_s = time.monotonic() - t0
+        made.append(path)
+        from .restore import restore
+
+        t0 = time.monotonic()
+        aside = restore(path.name, assume_yes=True, confirm=None, log=lambda m: None)
+        restore_s = time.monotonic() - t0
+        made.append(aside)
+        raw = raw_save + raw_check
+        log(f"bench: {keys} keys: raw BGSAVE {raw_save:.2f}s + check {raw_check:.2f}s; backup {backup_s:.2f}s "
+            f"({backup_s / raw:.2f}x); restore {restore_s:.2f}s ({restore_s / raw:.2f}x)")
+        return {"keys": keys, "raw_bgsave_s": raw_save, "raw_check_s": raw_check, "backup_s": backup_s,
+                "restore_s": restore_s, "backup_vs_raw": backup_s / raw, "restore_vs_raw": restore_s / raw}
+    finally:
+        _clear(redis_admin.operator(timeout=120))
+        for p in made:
+            subprocess.run(["rm", "-rf", str(p)])
+
+
+def flush(rows: int, log) -> dict:
+    r = _json_exec(_worker("a"), "python", "-m", "jobs.bench", "flush", str(rows), timeout=3600)
+    b, e = r["batched"], r["delete_expired"]
+    log(f"bench: flush {rows} rows: batched {b['rows_per_s']:.0f} rows/s, peak {b['peak_rss_mb']:.0f} MB; "
+        f"delete_expired {e['rows_per_s']:.0f} rows/s, peak {e['peak_rss_mb']:.0f} MB")
+    return r
+
+
+def warm_up(log) -> dict:
+    compose.run("stop", *[naming.service_name("a", r) for r in compose.ROLES], "redis",
+                profiles=compose.all_profiles(), quiet=True, capture=True)
+    t0 = time.monotonic()
+    _up("a")
+    seconds = time.monotonic() - t0
+    log(f"bench: warm `./invoke up --tenant a`: {seconds:.1f}s to all healthy")
+    return {"seconds": seconds}
+
+
+TARGETS = [
+    ("tasks/s end to end, tenant a", lambda r: r["throughput"]["a"]["tasks_per_s"], ">=", 500),
+    ("enqueue/s, tenant a", lambda r: r["throughput"]["a"]["enqueue_per_s"], ">=", 2000),
+    ("p99 queue latency at 100/s (ms)", lambda r: r["throughput"]["paced_100"]["latency_p99_ms"], "<", 50),
+    ("hardened / plain", lambda r: r["hardening"]["ratio"], ">=", 0.90),
+    ("two tenants combined / one alone", lambda r: r["two_tenants"]["combined_vs_alone"], ">=", 0),
+    ("backup / (raw BGSAVE + check)", lambda r: r["backup"]["backup_vs_raw"], "<=", 1.5),
+    ("restore / (raw BGSAVE + check)", lambda r: r["backup"]["restore_vs_raw"], "<=", 1.5),
+    ("flush rows/s (batched)", lambda r: r["flush"]["batched"]["rows_per_s"], ">=", 50_000),
+    ("flush rows/s (delete_expired)", lambda r: r["flush"]["delete_expired"]["rows_per_s"], ">=", 0),
+    ("flush peak RSS MB (batched)", lambda r: r["flush"]["batched"]["peak_rss_mb"], "<", 150),
+    ("flush peak RSS MB (delete_expired)", lambda r: r["flush"]["delete_expired"]["peak_rss_mb"], ">=", 0),
+    ("warm up to healthy (s)", lambda r: r["warm_up"]["seconds"], "<=", 15),
+]
+
+
+def table(results: dict) -> str:
+    lines = [f"{'measure':40} {'value':>12}  target"]
+    for name, get, op, target in TARGETS:
+        value = get(results)
+        met = {">=": value >= target, "<": value < target, "<=": value <= target}[op]
+        note = "" if target == 0 else f"{op} {target:g}  {'met' if met else 'MISSED'}"
+        lines.append(f"{name:40} {value:12.2f}  {note}")
+    return "\n".join(lines)
+
+
+def run(n: int, rounds: int, keys: int, rows: int, log=print) -> dict:
+    t0 = time.monotonic()
+    _up("a", "b")
+    results = {"config": {"n": n, "rounds": rounds, "keys": keys, "rows": rows}}
+    results["throughput"] = throughput(n, log)
+    results["hardening"] = hardening(n, rounds, log)
+    results["two_tenants"] = two_tenants(n, log)
+    results["flush"] = flush(rows, log)
+    results["backup"] = backup_restore(keys, log)
+    results["warm_up"] = warm_up(log)
+    _up("a", "b")
+    results["seconds"] = time.monotonic() - t0
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    log(table(results))
+    log(f"bench: results in {RESULTS.relative_to(ROOT)} ({results['seconds']:.0f}s)")
+    return results
