@@ -15,6 +15,7 @@ import ops  # noqa: F401  (puts app/ on sys.path for tenantstack.naming)
 from ops import baseimage, compose, engine, preflight, secrets, tenants
 from ops.errors import OpsError
 from ops.paths import ROOT
+from tenantstack import naming
 
 
 def _fail_cleanly(fn):
@@ -141,7 +142,7 @@ def logs(c, tenant=None, service=None, follow=False, tail="200"):
     selected = _selected(tenant)
     if service in compose.ROLES:
         names = [t.service(service) for t in selected] if selected else \
-            [tenants.Tenant(n, 0, None).service(service) for n in tenants.known_names()]
+            [naming.service_name(n, service) for n in tenants.known_names()]
     elif service:
         names = [service]
     else:

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tenantstack import naming
+
 from . import bgsave as bg
 from . import containers, redis_admin, tenants
 from .errors import OpsError
@@ -91,12 +93,12 @@ def snapshot_redis(dest: Path, log=print) -> dict:
 
 
 def running_tenants() -> list[str]:
-    return [n for n in tenants.known_names() if containers.is_running(tenants.Tenant(n, 0, None).service("web"))]
+    return [n for n in tenants.known_names() if containers.is_running(naming.service_name(n, "web"))]
 
 
 def export_tenant_db(name: str, dest: Path, log=print) -> None:
     """The tenant database through its own web container (SQLite online backup API, or pg_dump)."""
-    service = tenants.Tenant(name, 0, None).service("web")
+    service = naming.service_name(name, "web")
     target = dest / "tenants" / name
     target.mkdir(parents=True)
     with open(target / "db.dump", "wb") as out:

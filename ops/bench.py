@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 from tenantstack import naming
 

@@ -11,9 +11,10 @@ Order matters and is the point of this module:
 """
 import json
 import os
-import shutil
 import time
 from pathlib import Path
+
+from tenantstack import naming
 
 from . import backup as bk
 from . import compose, containers, preflight, redis_admin, tenants
@@ -40,13 +41,9 @@ def _uids() -> dict:
     return container_uids()
 
 
-def _tenant_volume(name: str) -> str:
-    return containers.volume(f"{tenants.Tenant(name, 0, None).profile}-data")
-
-
 def tenants_with_data() -> list[str]:
     """Tenants that have ever run here (their data volume exists)."""
-    return [n for n in tenants.known_names() if containers.volume_exists(f"{tenants.Tenant(n, 0, None).profile}-data")]
+    return [n for n in tenants.known_names() if containers.volume_exists(naming.data_volume(n))]
 
 
 def _redis_job(host_dir: Path, script: str) -> None:
@@ -56,8 +53,8 @@ def _redis_job(host_dir: Path, script: str) -> None:
 
 def _tenant_job(name: str, host_dir: Path, script: str) -> None:
     uid = str(_uids()["app"])
-    containers.ensure_volume(f"{tenants.Tenant(name, 0, None).profile}-data")
-    containers.volume_job(APP_IMAGE, uid, {_tenant_volume(name): "/data", str(host_dir): "/backup"}, script)
+    containers.ensure_volume(naming.data_volume(name))
+    containers.volume_job(APP_IMAGE, uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
 
 
 def _writable_by(path: Path, uid: int) -> None:

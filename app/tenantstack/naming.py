@@ -40,6 +40,11 @@ def service_name(tenant: str, role: str) -> str:
     return f"tenant-{tenant}-{role}"
 
 
+def data_volume(tenant: str) -> str:
+    """The Compose volume (short name) holding the tenant's database and beat schedule."""
+    return f"tenant-{tenant}-data"
+
+
 def env_file_name(tenant: str) -> str:
     return f"tenant-{tenant}.env"
 

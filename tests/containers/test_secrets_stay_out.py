@@ -5,7 +5,7 @@ import tarfile
 import pytest
 
 from ops.envfile import read_env
-from ops.paths import ROOT, SECRETS, TLS
+from ops.paths import ROOT, TLS
 
 
 def test_git_tracks_no_secret():
