@@ -12,7 +12,7 @@ import time
 from invoke import Exit, task
 
 import ops  # noqa: F401  (puts app/ on sys.path for tenantstack.naming)
-from ops import baseimage, compose, engine, preflight, secrets, tenants
+from ops import baseimage, compose, engine, health, preflight, secrets, tenants
 from ops.errors import OpsError
 from ops.paths import ROOT
 from tenantstack import naming
@@ -98,8 +98,8 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
     services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
     services += ["redis-commander"] if tools else []
-    compose.run("up", "--detach", "--wait", "--wait-timeout", str(timeout), "--remove-orphans=false", *services,
-                profiles=profiles)
+    compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
+    health.wait(services, float(timeout))
     print(f"up: {', '.join(services)} healthy in {time.monotonic() - t0:.1f}s")
     for t in selected:
         print(f"up: tenant {t.name}: http://127.0.0.1:{t.web_port}/healthz")

@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tenantstack import naming
@@ -100,7 +101,7 @@ def export_tenant_db(name: str, dest: Path, log=print) -> None:
     """The tenant database through its own web container (SQLite online backup API, or pg_dump)."""
     service = naming.service_name(name, "web")
     target = dest / "tenants" / name
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     with open(target / "db.dump", "wb") as out:
         size = containers.exec_stream(service, ["python", "manage.py", "export_db"], out)
     kind = "db.sqlite3" if (target / "db.dump").read_bytes()[:16] == b"SQLite format 3\x00" else "db.pgdump"
@@ -188,10 +189,14 @@ def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
     final = BACKUPS / name
     try:
         log(f"backup: writing backups/{name}")
-        meta = snapshot_redis(partial, log)
+        partial.mkdir()
         names = running_tenants()
-        for n in names:
-            export_tenant_db(n, partial, log)
+        # Tenant databases are independent of Redis: export them while Redis is being snapshotted.
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            exports = [pool.submit(export_tenant_db, n, partial, log) for n in names]
+            meta = snapshot_redis(partial, log)
+            for export in exports:
+                export.result()
         write_manifest(partial, meta, names)
         verify(partial, log)
         partial.rename(final)

@@ -14,14 +14,21 @@ import time
 
 TICK = 1.0
 DEFAULT_INTERVAL = 30.0
+START_INTERVAL = 1.0  # while a container is still "starting", check this often (Docker 25's start_interval)
 
 
 def running_with_healthcheck() -> dict[str, float]:
-    """id -> interval in seconds, for running containers that define a healthcheck."""
+    """id -> seconds until its next check is due, for running containers that define a healthcheck.
+
+    A container that has not been healthy yet is checked every START_INTERVAL seconds, so it turns
+    healthy as soon as it is ready; afterwards its own interval applies (cheap in steady state).
+    """
     out = subprocess.run(["podman", "ps", "--format", "json"], capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         return {}
-    ids = [c["Id"] for c in json.loads(out.stdout or "[]") if "(" in (c.get("Status") or "")]
+    listed = json.loads(out.stdout or "[]")
+    ids = [c["Id"] for c in listed if "(" in (c.get("Status") or "")]
+    starting = {c["Id"] for c in listed if "(starting)" in (c.get("Status") or "")}
     if not ids:
         return {}
     inspected = subprocess.run(["podman", "inspect", "--format", "json", *ids], capture_output=True, text=True, timeout=30)
@@ -29,7 +36,8 @@ def running_with_healthcheck() -> dict[str, float]:
     for c in json.loads(inspected.stdout or "[]") if inspected.returncode == 0 else []:
         hc = (c.get("Config") or {}).get("Healthcheck") or {}
         if hc.get("Test") and hc["Test"][0] != "NONE":
-            result[c["Id"]] = (hc.get("Interval") or 0) / 1e9 or DEFAULT_INTERVAL
+            interval = (hc.get("Interval") or 0) / 1e9 or DEFAULT_INTERVAL
+            result[c["Id"]] = min(interval, START_INTERVAL) if c["Id"] in starting else interval
     return result
 
 

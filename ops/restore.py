@@ -17,7 +17,7 @@ from pathlib import Path
 from tenantstack import naming
 
 from . import backup as bk
-from . import compose, containers, preflight, redis_admin, tenants
+from . import compose, containers, health, preflight, redis_admin, tenants
 from .errors import OpsError
 from .paths import BACKUPS, ROOT
 
@@ -99,7 +99,8 @@ def counts_match(expected: dict, actual: dict) -> str | None:
 
 
 def _start_redis_and_count(log) -> dict:
-    compose.run("up", "--detach", "--wait", "--wait-timeout", "300", "redis")
+    compose.run("up", "--detach", "redis")
+    health.wait(["redis"], 300, log)
     client = redis_admin.operator(timeout=60)
     return bk.keyspace(client)
 
@@ -149,4 +150,5 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
 
 def _restart(services: list[str]) -> None:
     if services:
-        compose.run("up", "--detach", "--wait", "--wait-timeout", "300", *services, profiles=compose.all_profiles())
+        compose.run("up", "--detach", *services, profiles=compose.all_profiles())
+        health.wait(services, 300)

@@ -25,17 +25,25 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _wait(run: str, n: int, timeout: float) -> tuple[float, list[float]]:
-    """Seconds until n SUCCESS rows of this run exist; queue latencies (start - sent) of all of them."""
+def _wait(run: str, n: int, since: float, timeout: float) -> tuple[float, list[float]]:
+    """When the last of n SUCCESS rows of this run was done (epoch); queue latencies (start - sent) of all.
+
+    Polls gently (the poll competes with the workers for the CPU and the database) and takes the finish
+    time from the rows' own date_done, so the polling interval does not blur the measurement.
+    """
+    from datetime import datetime, timezone
+
+    from django.db.models import Max
     from django_celery_results.models import TaskResult
 
-    rows = TaskResult.objects.filter(task_name="jobs.tasks.noop", task_kwargs__contains=run, status="SUCCESS")
+    rows = TaskResult.objects.filter(date_done__gte=datetime.fromtimestamp(since, timezone.utc),
+                                     task_name="jobs.tasks.noop", status="SUCCESS", task_kwargs__contains=run)
     deadline = time.monotonic() + timeout
     while (done := rows.count()) < n:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: only {done} of {n} tasks finished within {timeout:.0f}s")
-        time.sleep(0.05)
-    finished = time.time()
+        time.sleep(0.25)
+    finished = rows.aggregate(last=Max("date_done"))["last"].timestamp()
     latencies = []
     for result in rows.values_list("result", flat=True).iterator(chunk_size=2000):
         r = json.loads(result)
@@ -52,7 +60,7 @@ def burst(n: int, timeout: float = 600) -> dict:
         for _ in range(n):
             noop.apply_async(args=[time.time()], kwargs={"run": run}, producer=producer)
     enqueued = time.time()
-    finished, latencies = _wait(run, n, timeout)
+    finished, latencies = _wait(run, n, t0, timeout)
     return {"n": n, "enqueue_per_s": n / (enqueued - t0), "tasks_per_s": n / (finished - t0),
             "seconds": finished - t0, "latency_p50_ms": 1000 * _percentile(latencies, 0.50),
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99)}
@@ -63,6 +71,7 @@ def paced(rate: float, seconds: float, timeout: float = 300) -> dict:
 
     run = uuid.uuid4().hex
     n = int(rate * seconds)
+    started = time.time()
     t0 = time.monotonic()
     with noop.app.producer_or_acquire() as producer:
         for i in range(n):
@@ -70,7 +79,7 @@ def paced(rate: float, seconds: float, timeout: float = 300) -> dict:
             if delay > 0:
                 time.sleep(delay)
             noop.apply_async(args=[time.time()], kwargs={"run": run}, producer=producer)
-    _, latencies = _wait(run, n, timeout)
+    _, latencies = _wait(run, n, started, timeout)
     return {"n": n, "offered_per_s": rate, "latency_p50_ms": 1000 * _percentile(latencies, 0.50),
             "latency_p99_ms": 1000 * _percentile(latencies, 0.99), "latency_max_ms": 1000 * max(latencies)}
 
