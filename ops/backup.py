@@ -21,7 +21,7 @@ from tenantstack import naming
 
 from . import bgsave as bg
 from . import containers, redis_admin, tenants
-from .errors import OpsError
+from .errors import OpsError, timed
 from .paths import BACKUPS
 
 FORMAT = 1
@@ -179,6 +179,7 @@ def prune(keep: int, log=print) -> None:
 
 
 def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
+    log = timed(log)
     if keep < 1:
         raise OpsError(f"--keep must be at least 1 (got {keep}): the new backup itself counts")
     t0 = time.monotonic()

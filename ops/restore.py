@@ -18,7 +18,7 @@ from tenantstack import naming
 
 from . import backup as bk
 from . import compose, containers, health, preflight, redis_admin, tenants
-from .errors import OpsError
+from .errors import OpsError, timed
 from .paths import BACKUPS, ROOT
 
 REDIS_IMAGE = "tenantstack/redis:local"
@@ -107,6 +107,7 @@ def _start_redis_and_count(log) -> dict:
 
 def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     t0 = time.monotonic()
+    log = timed(log)
     source = resolve(arg)
     log(f"restore: verifying {source.name} before touching anything")
     manifest = bk.verify(source, log)

@@ -1,0 +1,46 @@
+"""`./invoke tenant-add c` is all it takes: `./invoke up --tenant c` then runs c's tasks, isolated from a."""
+import subprocess
+
+import pytest
+import redis
+
+from ops import containers
+from ops.paths import ROOT, TLS
+from tests.support import deployment as d
+from tenantstack import naming
+
+pytestmark = pytest.mark.usefixtures("tenants_up")
+
+
+@pytest.fixture
+def tenant_c():
+    yield "c"
+    d.invoke("down", "--tenant", "c", check=False)
+    for path in (ROOT / "envs" / "tenant-c.env", TLS / "tenant-c.crt", TLS / "tenant-c.key"):
+        path.unlink(missing_ok=True)
+    subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
+    d.client().execute_command("ACL", "DELUSER", naming.redis_user("c"))
+    d.invoke("init")  # re-derives Redis' auth file without tenant c
+
+
+def test_added_tenant_comes_up_runs_its_tasks_and_is_isolated(tenant_c):
+    out = d.invoke("tenant-add", tenant_c).stdout
+    assert "created  envs/tenant-c.env (web on 127.0.0.1:8003)" in out
+    assert "applied ACL user tenant-c to the running Redis" in out
+    assert "user tenant-c reset on >" in (ROOT / "secrets" / "redis" / "auth.conf").read_text()
+    d.invoke("up", "--tenant", tenant_c)
+    assert d.http("GET", d.web_url(tenant_c, "/healthz")) == (200, {"tenant": "c", "database": "ok", "broker": "ok"})
+    task_id = d.post_echo(tenant_c, "hello c")
+    result = d.wait_for_results(tenant_c, [task_id])[task_id]["result"]
+    assert result["tenant"] == "c" and result["value"] == "hello c"
+    assert result["worker"] == f"celery@{d.hostname(naming.service_name('c', 'worker'))}"
+    c = d.tenant_client(tenant_c)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        c.get(naming.key_prefix("a") + "anything")
+    assert d.task_status("a", task_id)[0] == 404
+
+
+def test_tenant_add_refuses_bad_and_existing_names():
+    for name, message in (("C", "invalid tenant name 'C'"), ("a", "tenant 'a' already exists")):
+        proc = d.invoke("tenant-add", name, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}"), proc.stderr
