@@ -19,7 +19,11 @@ def tenant_c():
     for path in (ROOT / "envs" / "tenant-c.env", TLS / "tenant-c.crt", TLS / "tenant-c.key"):
         path.unlink(missing_ok=True)
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
-    d.client().execute_command("ACL", "DELUSER", naming.redis_user("c"))
+    operator = d.client()
+    operator.execute_command("ACL", "DELUSER", naming.redis_user("c"))
+    leftovers = list(operator.scan_iter(match=naming.key_prefix("c") + "*", count=1000))
+    if leftovers:
+        operator.unlink(*leftovers)
     d.invoke("init")  # re-derives Redis' auth file without tenant c
 
 

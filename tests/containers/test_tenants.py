@@ -100,7 +100,9 @@ def test_every_key_and_channel_carries_its_tenant_prefix():
     d.post_echo("b", "prefix-check")
     c = d.client()
     keys = [k.decode() for k in c.scan_iter(count=1000)]
-    allowed = (naming.key_prefix("a"), naming.key_prefix("b"))
+    from ops.tenants import known_names
+
+    allowed = tuple(naming.key_prefix(t) for t in known_names())
     tenant_keys = [k for k in keys if not k.startswith("ops:")]
     assert tenant_keys and all(k.startswith(allowed) for k in tenant_keys), [k for k in tenant_keys if not k.startswith(allowed)]
     assert any(k.startswith(naming.key_prefix("a") + "_kombu.binding.") for k in keys)
