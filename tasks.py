@@ -175,8 +175,7 @@ def test(c, k="", fast=False, x=False):
         baseimage.ensure()
     from ops import testenv
 
-    testenv.ensure_local_redis_server()
-    testenv.ensure_chromium()
+    testenv.ensure_host_packages()
     argv = [sys.executable, "-m", "pytest", "-ra", *(["-k", k] if k else []), *(["-m", "not containers"] if fast else []),
             *(["-x"] if x else [])]
     print("+ " + " ".join(argv), flush=True)

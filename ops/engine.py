@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import apt
 from .errors import OpsError
 from .paths import ROOT
 
@@ -140,18 +141,9 @@ def provisioned_here() -> bool:
     return CONTAINERS_CONF.exists() and os.geteuid() == 0
 
 
-def _run(cmd: list[str], log, **kw) -> None:
-    log("+ " + " ".join(cmd))
-    subprocess.run(cmd, check=True, **kw)
-
-
 def provision(log=print) -> None:
     t0 = time.monotonic()
-    missing = [p for p in APT_PACKAGES if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
-    if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "update", "-q"], log, env=env, stdout=subprocess.DEVNULL)
-        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], log, env=env, stdout=subprocess.DEVNULL)
+    apt.install(APT_PACKAGES, log)
     write_if_changed(CONTAINERS_CONF, CONTAINERS_CONF_TEXT, log)
     install_compose_plugin(log)
     start_podman_service(log)

@@ -120,6 +120,8 @@ def _fill(data_dir: str, rows: int, fresh: int) -> None:
     old = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-30 days')"
     new = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     for count, when in ((rows, old), (fresh, new)):
+        if count <= 0:
+            continue  # the recursive CTE below always yields at least one row
         db.execute(f"""WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {count})
             INSERT INTO django_celery_results_taskresult
               (task_id, status, content_type, content_encoding, result, date_done, date_created, traceback, meta,
