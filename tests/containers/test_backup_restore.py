@@ -103,7 +103,8 @@ def d_service(tenant: str, role: str) -> str:
 def good_backup():
     d.client().set("tenant-a:bk:sentinel", "keep-me")
     d.post_echo("a", "for-the-backup")
-    return BACKUPS / _backup().rsplit("/", 1)[-1]
+    yield BACKUPS / _backup().rsplit("/", 1)[-1]
+    d.client().delete("tenant-a:bk:sentinel")
 
 
 def _live_state():

@@ -182,6 +182,7 @@ def test_aof_and_rdb_files_appear_on_the_volume_after_writes():
     assert int(sizes["/data/dump.rdb"]) > 0
     assert any(name.endswith(".incr.aof") and int(size) > 0 for name, size in sizes.items())
     assert "/data/appendonlydir/appendonly.aof.manifest" in sizes
+    c.delete(*[f"ops:test:persist:{i}" for i in range(100)])
 
 
 def test_published_on_loopback_only():

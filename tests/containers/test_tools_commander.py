@@ -103,7 +103,7 @@ def test_nothing_about_keys_is_served_without_login(commander_url, seeded):
 def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url, seeded):
     from playwright.sync_api import expect, sync_playwright
 
-    testenv.ensure_chromium()
+    testenv.ensure_host_packages()
     env = redis_env()
     (key_a, value_a), (key_b, _) = sorted(seeded.items())
     SCREENSHOT.parent.mkdir(exist_ok=True)
