@@ -80,7 +80,7 @@ class PlainStack:
         return self
 
     def __exit__(self, *exc):
-        subprocess.run(["docker", "rm", "-f", PLAIN_WORKER, PLAIN_REDIS], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", PLAIN_WORKER, PLAIN_REDIS], capture_output=True)
         subprocess.run(["docker", "volume", "rm", "-f", BENCH_VOLUME], capture_output=True)
 
 

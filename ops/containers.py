@@ -78,4 +78,4 @@ def volume_job(image: str, user: str, mounts: dict[str, str], script: str, timeo
             raise OpsError(f"volume job in {image} failed (exit {code or run.returncode}): {last}")
         return run.stdout
     finally:
-        subprocess.run(["docker", "rm", "-f", job], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", job], capture_output=True)

@@ -32,12 +32,12 @@ def _start(d) -> subprocess.CompletedProcess:
             mounts += ["-v", f"{d}/tls/{f}:/run/secrets/tls/{f}:ro"]
     # No --rm: Podman 4.3's Docker API reports exit code 0 for `docker run --rm` whatever the container returned.
     name = "tenantstack-startcheck-refused"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
     try:
         return subprocess.run(["docker", "run", "--name", name, "--network", "none", *mounts, IMAGE], capture_output=True,
                               text=True, timeout=60)
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
 
 
 def test_mismatched_certificate_and_key_stop_startup(secret_dir, tmp_path):
@@ -82,5 +82,5 @@ def test_good_secrets_start(secret_dir):
         else:
             pytest.fail("redis did not start with good secrets")
     finally:
-        subprocess.run(["docker", "rm", "-f", "tenantstack-startcheck"], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", "tenantstack-startcheck"], capture_output=True)
         proc.wait(30)
