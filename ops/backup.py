@@ -104,7 +104,8 @@ def export_tenant_db(name: str, dest: Path, log=print) -> None:
     target.mkdir(parents=True, exist_ok=True)
     with open(target / "db.dump", "wb") as out:
         size = containers.exec_stream(service, ["python", "manage.py", "export_db"], out)
-    kind = "db.sqlite3" if (target / "db.dump").read_bytes()[:16] == b"SQLite format 3\x00" else "db.pgdump"
+    with open(target / "db.dump", "rb") as dump:
+        kind = "db.sqlite3" if dump.read(16) == b"SQLite format 3\x00" else "db.pgdump"
     (target / "db.dump").rename(target / kind)
     log(f"backup: tenant {name}: {kind} ({size / 2**20:.1f} MiB)")
 
@@ -119,7 +120,7 @@ def write_manifest(dest: Path, meta: dict, tenant_names: list[str]) -> dict:
     return manifest
 
 
-def _checker(argv: list[str], what: str) -> None:
+def run_checker(argv: list[str], what: str) -> None:
     if not shutil.which(argv[0]):
         raise OpsError(f"{argv[0]} is missing: install redis-tools (apt-get install -y redis-tools)")
     run = subprocess.run(argv, capture_output=True, text=True)
@@ -152,8 +153,8 @@ def verify(path: Path, log=print) -> dict:
         if sha256(f) != meta["sha256"]:
             raise OpsError(f"backup {where} is corrupt: {rel} does not match its sha256 in manifest.json")
     log(f"verify: {len(files)} files match their sizes and sha256")
-    _checker(["redis-check-rdb", str(path / RDB)], f"backup {where} is corrupt: {RDB}")
-    _checker(["redis-check-aof", str(path / AOF_MANIFEST)], f"backup {where} is corrupt: {AOF_MANIFEST}")
+    run_checker(["redis-check-rdb", str(path / RDB)], f"backup {where} is corrupt: {RDB}")
+    run_checker(["redis-check-aof", str(path / AOF_MANIFEST)], f"backup {where} is corrupt: {AOF_MANIFEST}")
     log("verify: redis-check-rdb and redis-check-aof OK")
     for name in manifest.get("tenants", []):
         db = path / "tenants" / name / "db.sqlite3"

@@ -27,8 +27,6 @@ RESULTS = ROOT / "bench" / "results.json"
 PLAIN_REDIS = f"{COMPOSE_PROJECT}-bench-redis"
 PLAIN_WORKER = f"{COMPOSE_PROJECT}-bench-worker"
 BENCH_VOLUME = f"{COMPOSE_PROJECT}_bench-data"
-APP_IMAGE = "tenantstack/app:local"
-REDIS_IMAGE = "tenantstack/redis:local"
 FILL_BATCH = 10_000
 
 
@@ -61,14 +59,14 @@ class PlainStack:
         self.__exit__()
         network = f"{COMPOSE_PROJECT}_default"
         subprocess.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint",
-                        "redis-server", REDIS_IMAGE, "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
+                        "redis-server", compose.image("redis"), "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
                         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
                        check=True, capture_output=True)
         env_file = ROOT / "envs" / naming.env_file_name("a")
         subprocess.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
                         "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
                         "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
-                        "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", APP_IMAGE, "worker"],
+                        "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", compose.image("app"), "worker"],
                        check=True, capture_output=True)
         deadline = time.monotonic() + 120
         while subprocess.run(["docker", "exec", PLAIN_WORKER, "celery", "-A", "tenantstack", "inspect", "ping",
@@ -130,14 +128,7 @@ def _fill(client, keys: int, log) -> None:
 
 
 def _clear(client) -> None:
-    batch = []
-    for key in client.scan_iter(match="bench:key:*", count=10_000):
-        batch.append(key)
-        if len(batch) >= 10_000:
-            client.unlink(*batch)
-            batch = []
-    if batch:
-        client.unlink(*batch)
+    redis_admin.unlink_matching(client, "bench:key:*")
 
 
 def backup_restore(keys: int, log) -> dict:
@@ -150,7 +141,7 @@ def backup_restore(keys: int, log) -> dict:
         tmp.mkdir(parents=True, exist_ok=True)
         containers.copy_out("redis", "/data", ["dump.rdb"], tmp)
         t0 = time.monotonic()
-        bk._checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
+        bk.run_checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
         raw_check = time.monotonic() - t0
         subprocess.run(["rm", "-rf", str(tmp)])
         t0 = time.monotonic()

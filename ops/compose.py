@@ -3,6 +3,7 @@
 Per-tenant services are derived from compose/tenant.yaml (their one definition) for every known tenant
 into compose/tenants.generated.yaml, rewritten before each call so it can never drift from envs/.
 """
+import functools
 import os
 import shlex
 import subprocess
@@ -12,11 +13,21 @@ from tenantstack import naming
 
 from . import build_ca, tenants
 from .engine import COMPOSE_ENV, compose_argv
-from .paths import COMPOSE_DIR, COMPOSE_FILE, COMPOSE_PROJECT, ROOT, TENANTS_GENERATED
+from .paths import COMPOSE_DIR, COMPOSE_FILE, COMPOSE_PROJECT, ROOT, TENANT_TEMPLATE, TENANTS_GENERATED
 
 ROLES = ("web", "worker", "beat")
 WEB_CONTAINER_PORT = 8000
 TOOLS_PROFILE = "tools"
+
+
+@functools.cache
+def definition() -> dict:
+    """compose/compose.yaml as data: the one place for image names, UIDs and published ports."""
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def image(service: str) -> str:
+    return definition()["services"][service]["image"]
 
 
 def tenant_services(name: str, web_port: int) -> dict:
@@ -35,7 +46,7 @@ def tenant_services(name: str, web_port: int) -> dict:
     }
     services = {}
     for role in ROLES:
-        svc = {"extends": {"file": "tenant.yaml", "service": role}, **common}
+        svc = {"extends": {"file": TENANT_TEMPLATE.name, "service": role}, **common}
         if role == "web":
             svc["ports"] = [f"127.0.0.1:{web_port}:{WEB_CONTAINER_PORT}"]
         services[naming.service_name(name, role)] = svc

@@ -38,6 +38,17 @@ def config_set(client: redis.Redis, name: str, value) -> None:
     client.execute_command(renamed("CONFIG"), "SET", name, value)
 
 
+def unlink_matching(client: redis.Redis, pattern: str, batch: int = 10_000) -> int:
+    """SCAN for keys matching pattern and UNLINK them in batches (never KEYS, never FLUSHDB); returns the count."""
+    removed, keys = 0, []
+    for key in client.scan_iter(match=pattern, count=batch):
+        keys.append(key)
+        if len(keys) >= batch:
+            removed += client.unlink(*keys)
+            keys = []
+    return removed + (client.unlink(*keys) if keys else 0)
+
+
 def ping_or_explain(client: redis.Redis) -> None:
     try:
         client.ping()

@@ -20,9 +20,8 @@ from . import backup as bk
 from . import compose, containers, health, preflight, redis_admin, tenants
 from .errors import OpsError, timed
 from .paths import BACKUPS, ROOT
+from .secrets import container_uids
 
-REDIS_IMAGE = "tenantstack/redis:local"
-APP_IMAGE = "tenantstack/app:local"
 REDIS_VOLUME = "redis-data"
 
 
@@ -35,26 +34,20 @@ def resolve(arg: str) -> Path:
                    f"(newest: {bk.complete_backups()[-1].name if bk.complete_backups() else 'none yet'})")
 
 
-def _uids() -> dict:
-    from .secrets import container_uids
-
-    return container_uids()
-
-
 def tenants_with_data() -> list[str]:
     """Tenants that have ever run here (their data volume exists)."""
     return [n for n in tenants.known_names() if containers.volume_exists(naming.data_volume(n))]
 
 
 def _redis_job(host_dir: Path, script: str) -> None:
-    uid = str(_uids()["redis"])
-    containers.volume_job(REDIS_IMAGE, uid, {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}, script)
+    uid = str(container_uids()["redis"])
+    containers.volume_job(compose.image("redis"), uid, {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}, script)
 
 
 def _tenant_job(name: str, host_dir: Path, script: str) -> None:
-    uid = str(_uids()["app"])
+    uid = str(container_uids()["app"])
     containers.ensure_volume(naming.data_volume(name))
-    containers.volume_job(APP_IMAGE, uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
+    containers.volume_job(compose.image("app"), uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
 
 
 def _writable_by(path: Path, uid: int) -> None:
@@ -64,10 +57,10 @@ def _writable_by(path: Path, uid: int) -> None:
 
 def save_current(dest: Path, space: dict, redis_version: str, tenant_names: list[str], log=print) -> None:
     """Copy the stopped deployment's data into dest as a complete backup (same format, verified)."""
-    _writable_by(dest / "redis", _uids()["redis"])
+    _writable_by(dest / "redis", container_uids()["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
     for name in tenant_names:
-        _writable_by(dest / "tenants" / name, _uids()["app"])
+        _writable_by(dest / "tenants" / name, container_uids()["app"])
         # The online backup API also folds in a WAL left by a killed process.
         _tenant_job(name, dest / "tenants" / name,
                     "[ ! -e /data/db.sqlite3 ] || python -c \"import sqlite3; s=sqlite3.connect('/data/db.sqlite3'); "

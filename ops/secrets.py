@@ -12,13 +12,12 @@ import os
 import secrets as pysecrets
 from pathlib import Path
 
-import yaml
 from tenantstack import naming
 
-from . import tenants, tls, tools
+from . import compose, tenants, tls, tools
 from .envfile import EXAMPLE_VALUE, read_env, rel, render, require, write_private
 from .errors import OpsError
-from .paths import COMPOSE_FILE, REDIS_AUTH_CONF, REDIS_ENV, REDIS_SECRETS, TLS
+from .paths import REDIS_AUTH_CONF, REDIS_ENV, REDIS_SECRETS, TLS
 
 REDIS_KEYS = ["REDIS_PASSWORD", "REDIS_HEALTH_PASSWORD", "REDIS_COMMANDER_PASSWORD",
               "REDIS_CONFIG_COMMAND", "REDIS_KEYS_COMMAND", "REDIS_SHUTDOWN_COMMAND",
@@ -43,7 +42,7 @@ COMMANDER_COMMANDS = ("-@all +@read -@dangerous +info +scan +ping +hello +auth +
 
 def container_uids() -> dict[str, int]:
     """The UIDs the images run as, from compose.yaml's x-uids (their one place)."""
-    return {k: int(v) for k, v in yaml.safe_load(COMPOSE_FILE.read_text())["x-uids"].items()}
+    return {k: int(v) for k, v in compose.definition()["x-uids"].items()}
 
 
 def _generate(key: str) -> str:

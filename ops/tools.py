@@ -8,12 +8,12 @@ container's environment or command line (`docker inspect`).
 import json
 import os
 
-import yaml
 from tenantstack import naming
 
+from . import compose
 from .envfile import write_private
 from .errors import OpsError
-from .paths import COMMANDER_SETTINGS, COMPOSE_FILE
+from .paths import COMMANDER_SETTINGS
 
 SERVICE = "redis-commander"
 REDIS_HOST = "redis"  # the Compose service name; also in the server certificate's SANs (ops/tls.py)
@@ -37,7 +37,7 @@ def write_settings(redis_env: dict[str, str], uid: int) -> None:
 
 def url() -> str:
     """The UI's address on this host, from the service's published port in compose.yaml (its one place)."""
-    ports = yaml.safe_load(COMPOSE_FILE.read_text())["services"][SERVICE].get("ports") or []
+    ports = compose.definition()["services"][SERVICE].get("ports") or []
     try:
         host, port, _ = str(ports[0]).split(":")
     except (IndexError, ValueError):

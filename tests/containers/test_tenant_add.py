@@ -4,7 +4,7 @@ import subprocess
 import pytest
 import redis
 
-from ops import containers
+from ops import containers, redis_admin
 from ops.paths import ROOT, TLS
 from tests.support import deployment as d
 from tenantstack import naming
@@ -21,9 +21,7 @@ def tenant_c():
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
     operator = d.client()
     operator.execute_command("ACL", "DELUSER", naming.redis_user("c"))
-    leftovers = list(operator.scan_iter(match=naming.key_prefix("c") + "*", count=1000))
-    if leftovers:
-        operator.unlink(*leftovers)
+    redis_admin.unlink_matching(operator, naming.key_prefix("c") + "*")
     d.invoke("init")  # re-derives Redis' auth file without tenant c
 
 
