@@ -11,11 +11,11 @@ import time
 
 from invoke import Exit, task
 
-import ops  # noqa: F401  (puts app/ on sys.path for tenantstack.naming)
-from ops import baseimage, compose, engine, health, preflight, secrets, tenants
+from deployment import naming
+from deployment.errors import DeploymentError
+from ops import acl, baseimage, compose, engine, health, preflight, secrets, tenants
 from ops.errors import OpsError
-from ops.paths import ROOT
-from tenantstack import naming
+from ops.paths import INSTANCE, ROOT
 
 
 def _fail_cleanly(fn):
@@ -24,7 +24,7 @@ def _fail_cleanly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except OpsError as exc:
+        except DeploymentError as exc:  # OpsError and the model's own errors
             raise Exit(f"error: {exc}", code=2)
         except subprocess.CalledProcessError as exc:
             raise Exit(f"error: command failed with exit code {exc.returncode}: {' '.join(map(str, exc.cmd))[:300]}",
@@ -79,21 +79,25 @@ def _build(tools: bool, tenants_too: bool) -> None:
 @task(iterable=["tenant"], help={
     "tenant": "Tenant to start (repeatable: --tenant a --tenant b). Redis always starts.",
     "all": "Start every known tenant.",
-    "tools": "Also start the tools profile (redis-commander on 127.0.0.1:8081).",
+    "tools": "Also start the tools profile (redis-commander on 127.0.0.1, the instance's tools port).",
     "timeout": "Seconds to wait for every service to turn healthy.",
 })
 @_fail_cleanly
 def up(c, tenant=None, all=False, tools=False, timeout=300):
-    """Start Redis and the given tenants' web, worker and beat; wait until all are healthy."""
+    """Start Redis and the given tenants' web, worker and beat; wait until all are healthy.
+
+    On a fresh clone it first generates whatever is missing (env files, certificates, the auth file).
+    """
     _need_root("up")
-    selected = _selected(tenant, all)
     t0 = time.monotonic()
-    engine.ensure()
-    if secrets.missing():
+    if secrets.missing():  # before loading any tenant: a fresh clone has no env files yet
         init(c)
-    secrets.write_redis_auth(tenants.known_names())  # envs/ is the source; re-derive Redis' auth file
+    selected = _selected(tenant, all)
+    engine.ensure()
+    for line in acl.apply(tenants.known_names()):  # the env files are the source; re-derive Redis' rules
+        print(f"up: {line}")
     secrets.check_all(tenants.known_names())
-    preflight.check_ports(selected)
+    preflight.check_ports(selected, tools=tools)
     _build(tools=tools, tenants_too=bool(selected))
     profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
     services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
@@ -152,7 +156,7 @@ def logs(c, tenant=None, service=None, follow=False, tail="200"):
 
 
 @task(help={"name": "Short tenant name: a lowercase letter, then up to 14 lowercase letters or digits.",
-            "port": "Host port of its web service on 127.0.0.1 (default: the next free one from 8001)."})
+            "port": "Host port of its web service on 127.0.0.1 (default: the next free one of the instance's block)."})
 @_fail_cleanly
 def tenant_add(c, name, port=0):
     """Add a tenant: env file with fresh secrets, client certificate, Redis ACL user (applied live)."""
@@ -168,20 +172,64 @@ def tenant_add(c, name, port=0):
             "x": "Stop at the first failure."})
 @_fail_cleanly
 def test(c, k="", fast=False, x=False):
-    """Run the whole test suite (real Redis, real Celery workers, real containers)."""
+    """Run the whole test suite (real Redis, real Celery workers, real containers) on a throwaway instance.
+
+    The suite gets an instance of its own (test-<random>: own Compose project, port block, secrets,
+    backups, volumes), removed at the end, also after a failure or Ctrl-C; one left by a killed run is
+    removed by the next. No other instance, the default one included, is read or changed.
+    """
+    from ops import instances, testenv
+    from deployment import ports
+    from deployment.instance import INSTANCE_VAR
+
     if not fast:
         _need_root("the container tests")
         engine.ensure()
         baseimage.ensure()
-    from ops import testenv
-
     testenv.ensure_host_packages()
+    instances.sweep_abandoned(log=lambda m: print(f"test: {m}", flush=True))
+    name = f"test-{os.urandom(3).hex()}"
+    env = {**os.environ, INSTANCE_VAR: name, ports.THROWAWAY_VAR: str(os.getpid())}
+    env.pop("COMPOSE_PROJECT_NAME", None)
     argv = [sys.executable, "-m", "pytest", "-ra", *(["-k", k] if k else []), *(["-m", "not containers"] if fast else []),
             *(["-x"] if x else [])]
+    print(f"test: on throwaway instance {name} (instance {INSTANCE.name} is left alone)", flush=True)
     print("+ " + " ".join(argv), flush=True)
-    code = subprocess.run(argv, cwd=ROOT).returncode
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env)
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # pytest got it too: let it finish its teardown first
+                print("test: interrupted: waiting for pytest to stop, then removing the test instance", flush=True)
+    finally:
+        instances.remove(name, log=lambda m: print(f"test: {m}", flush=True))
     if code:
         raise Exit(code=code)
+
+
+@task
+@_fail_cleanly
+def instances(c):
+    """List the instances on this host: name, port block, kind (default, named, throwaway), containers, checkout."""
+    from ops import instances as inst
+
+    for line in inst.listing() or ["no instance has been used on this host yet"]:
+        print(line)
+
+
+@task(help={"name": "The instance to remove (never the default one).", "yes": "Confirm: its data is deleted."})
+@_fail_cleanly
+def instance_remove(c, name, yes=False):
+    """Remove a non-default instance whole: containers, volumes, networks, image tags, its files, its port block."""
+    from ops import instances as inst
+
+    _need_root("instance-remove")
+    if not yes:
+        raise OpsError(f"instance-remove deletes every container, volume, secret and backup of instance {name}: "
+                       "add --yes to confirm")
+    inst.remove(name)
 
 
 @task(help={"timeout": "Seconds to wait for the snapshot before failing."})
@@ -230,7 +278,7 @@ def restore(c, backup, yes=False):
 @_fail_cleanly
 def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=False, batch_size=5000):
     """Delete old task/group results in batches, and stale Celery keys under the tenant's Redis prefix."""
-    from jobs.durations import parse_duration
+    from deployment.durations import parse_duration
 
     from ops import containers, redis_admin, redis_artifacts
 

@@ -17,10 +17,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tenantstack import naming
+from deployment import naming
 
 from . import bgsave as bg
 from . import containers, redis_admin, tenants
+from .envfile import rel
 from .errors import OpsError, timed
 from .paths import BACKUPS
 
@@ -134,7 +135,7 @@ def verify(path: Path, log=print) -> dict:
     where = path.name
     mpath = path / "manifest.json"
     if not path.is_dir():
-        raise OpsError(f"backup {where} does not exist: list them with `ls backups/`")
+        raise OpsError(f"backup {where} does not exist: list them with `ls {rel(BACKUPS)}`")
     try:
         manifest = json.loads(mpath.read_text())
         files = manifest["files"]
@@ -144,14 +145,14 @@ def verify(path: Path, log=print) -> dict:
     for required in (RDB, AOF_MANIFEST):
         if required not in files:
             raise OpsError(f"backup {where} is incomplete: manifest lists no {required}; pick another backup")
-    for rel, meta in files.items():
-        f = path / rel
+    for member, meta in files.items():
+        f = path / member
         if not f.is_file():
-            raise OpsError(f"backup {where} is incomplete: {rel} is missing; pick another backup")
+            raise OpsError(f"backup {where} is incomplete: {member} is missing; pick another backup")
         if f.stat().st_size != meta["size"]:
-            raise OpsError(f"backup {where} is corrupt: {rel} is {f.stat().st_size} bytes, manifest says {meta['size']}")
+            raise OpsError(f"backup {where} is corrupt: {member} is {f.stat().st_size} bytes, manifest says {meta['size']}")
         if sha256(f) != meta["sha256"]:
-            raise OpsError(f"backup {where} is corrupt: {rel} does not match its sha256 in manifest.json")
+            raise OpsError(f"backup {where} is corrupt: {member} does not match its sha256 in manifest.json")
     log(f"verify: {len(files)} files match their sizes and sha256")
     run_checker(["redis-check-rdb", str(path / RDB)], f"backup {where} is corrupt: {RDB}")
     run_checker(["redis-check-aof", str(path / AOF_MANIFEST)], f"backup {where} is corrupt: {AOF_MANIFEST}")
@@ -184,13 +185,13 @@ def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
     if keep < 1:
         raise OpsError(f"--keep must be at least 1 (got {keep}): the new backup itself counts")
     t0 = time.monotonic()
-    BACKUPS.mkdir(exist_ok=True)
+    BACKUPS.mkdir(parents=True, exist_ok=True)
     while (BACKUPS / (name := stamp())).exists() or (BACKUPS / f".{name}.partial").exists():
         time.sleep(0.2)  # one backup per second: the name is the UTC second it started
     partial = BACKUPS / f".{name}.partial"
     final = BACKUPS / name
     try:
-        log(f"backup: writing backups/{name}")
+        log(f"backup: writing {rel(final)}")
         partial.mkdir()
         names = running_tenants()
         # Tenant databases are independent of Redis: export them while Redis is being snapshotted.

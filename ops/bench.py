@@ -15,18 +15,19 @@ import subprocess
 import threading
 import time
 
-from tenantstack import naming
+from deployment import naming
 
 from . import backup as bk
 from . import bgsave as bg
-from . import compose, containers, redis_admin
+from . import compose, containers, redis_admin, tenants
+from .envfile import rel
 from .errors import OpsError
-from .paths import BACKUPS, COMPOSE_PROJECT, ROOT
+from .paths import BACKUPS, INSTANCE, ROOT
 
-RESULTS = ROOT / "bench" / "results.json"
-PLAIN_REDIS = f"{COMPOSE_PROJECT}-bench-redis"
-PLAIN_WORKER = f"{COMPOSE_PROJECT}-bench-worker"
-BENCH_VOLUME = f"{COMPOSE_PROJECT}_bench-data"
+RESULTS = INSTANCE.home / "bench" / "results.json"  # per instance: a test run never overwrites yours
+PLAIN_REDIS = INSTANCE.container("bench-redis")
+PLAIN_WORKER = INSTANCE.container("bench-worker")
+BENCH_VOLUME = INSTANCE.volume("bench-data")
 FILL_BATCH = 10_000
 
 
@@ -57,12 +58,12 @@ class PlainStack:
 
     def __enter__(self):
         self.__exit__()
-        network = f"{COMPOSE_PROJECT}_default"
+        network = INSTANCE.network()
         subprocess.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint",
                         "redis-server", compose.image("redis"), "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
                         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
                        check=True, capture_output=True)
-        env_file = ROOT / "envs" / naming.env_file_name("a")
+        env_file = tenants.env_path("a")
         subprocess.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
                         "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
                         "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
@@ -221,8 +222,8 @@ def run(n: int, rounds: int, keys: int, rows: int, log=print) -> dict:
     results["warm_up"] = warm_up(log)
     _up("a", "b")
     results["seconds"] = time.monotonic() - t0
-    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     log(table(results))
-    log(f"bench: results in {RESULTS.relative_to(ROOT)} ({results['seconds']:.0f}s)")
+    log(f"bench: results in {rel(RESULTS)} ({results['seconds']:.0f}s)")
     return results

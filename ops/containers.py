@@ -7,15 +7,15 @@ import uuid
 from pathlib import Path
 
 from .errors import OpsError
-from .paths import COMPOSE_PROJECT
+from .paths import COMPOSE_PROJECT, INSTANCE
 
 
 def name(service: str) -> str:
-    return f"{COMPOSE_PROJECT}-{service}-1"
+    return INSTANCE.container(service)
 
 
 def volume(short: str) -> str:
-    return f"{COMPOSE_PROJECT}_{short}"
+    return INSTANCE.volume(short)
 
 
 def volume_exists(short: str) -> bool:

@@ -1,11 +1,13 @@
 """Read and validate env files: the same files Compose passes with env_file and python-dotenv loads."""
+import os
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from .errors import OpsError
 
-EXAMPLE_VALUE = "change-me"  # placeholder in committed *.env.example files; never valid in a real env file
+from deployment.envs import PLACEHOLDER as EXAMPLE_VALUE  # noqa: F401  (re-exported for callers)
+from deployment.envs import Setting, problems
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -18,23 +20,22 @@ def read_env(path: Path) -> dict[str, str]:
     return {k: (v or "") for k, v in values.items()}
 
 
-def require(values: dict[str, str], keys: list[str], path: Path) -> None:
-    """Collect every missing or example-valued key, then fail once naming them all."""
-    missing = [k for k in keys if not values.get(k)]
-    placeholders = [k for k in keys if values.get(k) == EXAMPLE_VALUE]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing)}")
-    if placeholders:
-        problems.append(f"{', '.join(placeholders)} still at the example value '{EXAMPLE_VALUE}'")
-    if problems:
-        raise OpsError(f"{rel(path)}: {'; '.join(problems)}: run `./invoke init` to generate real values")
+def require(values: dict[str, str], table: tuple[Setting, ...], path: Path) -> None:
+    """Validate a whole env file against its table (deployment/envs.py), then fail once naming every problem."""
+    found = problems(table, values)
+    if found:
+        raise OpsError(f"{rel(path)}: {'; '.join(found)}")
 
 
-def render(values: dict[str, str], header: str) -> str:
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    lines += [f"{k}={v}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+def redis_settings() -> dict[str, str]:
+    """envs/redis.env of this instance, validated against its table."""
+    from deployment import envs
+
+    from .paths import REDIS_ENV
+
+    values = read_env(REDIS_ENV)
+    require(values, envs.REDIS_SETTINGS, REDIS_ENV)
+    return values
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
@@ -42,7 +43,7 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    with open(tmp, "x", opener=lambda p, f: __import__("os").open(p, f, mode)) as fh:
+    with open(tmp, "x", opener=lambda p, f: os.open(p, f, mode)) as fh:
         fh.write(text)
     tmp.replace(path)
 

@@ -1,10 +1,10 @@
 """One error type for operator mistakes: its message is the one line the operator sees."""
-
-
 import time
 
+from deployment.errors import DeploymentError
 
-class OpsError(Exception):
+
+class OpsError(DeploymentError):
     """A problem the operator can fix; str(exc) says what is wrong and how to fix it."""
 
 

@@ -1,13 +1,15 @@
-"""Checks before containers start: ports free (unless our own service holds them)."""
+"""Checks before containers start: every port inside the instance's block and free (unless our own service holds it)."""
 import errno
 import json
 import socket
 
-from tenantstack import naming
+from deployment import ports
+from deployment.instance import DEFAULT
 
 from . import compose
 from .errors import OpsError
 from .envfile import rel
+from .paths import INSTANCE
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -34,15 +36,37 @@ def running_services() -> set[str]:
     return services
 
 
-def check_ports(tenant_list, redis_too: bool = True) -> None:
-    """Collect every clash, then fail once."""
+def other_instance_owning(port: int) -> str | None:
+    """The name of another registered instance whose port block holds `port`."""
+    block = ports.block_of_port(port)
+    if block is None or block == INSTANCE.block:
+        return None
+    if block == 0:
+        return DEFAULT  # block 0 is always the default instance's, used here yet or not
+    for name, entry in ports.entries().items():
+        if entry.get("block") == block:
+            return name
+    return None
+
+
+def check_ports(tenant_list, redis_too: bool = True, tools: bool = False) -> None:
+    """Collect every clash (another instance's block, or a port another process holds), then fail once."""
     running = running_services()
+    wanted = []
+    if redis_too:
+        wanted.append(("redis", INSTANCE.redis_port, "the instance's Redis port"))
+    if tools:
+        wanted.append(("redis-commander", INSTANCE.tools_port, "the instance's redis-commander port"))
+    wanted += [(t.service("web"), t.web_port, f"WEB_PORT in {rel(t.env_file)}") for t in tenant_list]
     clashes = []
-    if redis_too and "redis" not in running and port_in_use(naming.REDIS_TLS_PORT):
-        clashes.append(f"port {naming.REDIS_TLS_PORT} (Redis TLS) is in use by another process: stop it")
-    for t in tenant_list:
-        if t.service("web") not in running and port_in_use(t.web_port):
-            clashes.append(f"port {t.web_port} (WEB_PORT in {rel(t.env_file)}) is in use by another process: "
-                           f"stop it or set WEB_PORT to a free port")
+    for service, port, what in wanted:
+        owner = other_instance_owning(port)
+        if owner:
+            low, high = ports.block_range(INSTANCE.block)
+            clashes.append(f"port {port} ({what}) is in instance {owner}'s port block: "
+                           f"use a port of instance {INSTANCE.name}'s block {low}-{high}")
+        elif service not in running and port_in_use(port):
+            clashes.append(f"port {port} ({what}) is in use by another process: stop it"
+                           + (" or set WEB_PORT to a free port" if "WEB_PORT" in what else ""))
     if clashes:
         raise OpsError("; ".join(clashes))

@@ -1,18 +1,17 @@
-"""Operator connections to the deployed Redis from the host (127.0.0.1:6380, TLS, default user)."""
+"""Operator connections to the instance's Redis from the host (127.0.0.1, its Redis port, TLS, default user)."""
 import redis
 
-from tenantstack import naming
 
 from .errors import OpsError
-from .paths import TLS
-from .secrets import redis_settings
+from .envfile import redis_settings
+from .paths import INSTANCE, TLS
 
 HOST = "127.0.0.1"
 
 
 def operator(timeout: float = 10, **kw) -> redis.Redis:
     settings = redis_settings()
-    return redis.Redis(host=HOST, port=naming.REDIS_TLS_PORT, password=settings["REDIS_PASSWORD"], ssl=True,
+    return redis.Redis(host=HOST, port=INSTANCE.redis_port, password=settings["REDIS_PASSWORD"], ssl=True,
                        ssl_ca_certs=str(TLS / "ca.crt"), ssl_certfile=str(TLS / "client.crt"),
                        ssl_keyfile=str(TLS / "client.key"), ssl_cert_reqs="required",
                        socket_timeout=timeout, socket_connect_timeout=5, **kw)
@@ -20,7 +19,7 @@ def operator(timeout: float = 10, **kw) -> redis.Redis:
 
 def renamed(command: str) -> str:
     """The generated name of a renamed command (CONFIG, KEYS, SHUTDOWN)."""
-    from .secrets import RENAMED
+    from deployment.acl import RENAMED
 
     return redis_settings()[RENAMED[command]]
 
@@ -56,4 +55,4 @@ def ping_or_explain(client: redis.Redis) -> None:
         raise OpsError("Redis refused the operator password: envs/redis.env and the running Redis disagree; "
                        "run `./invoke up` to apply envs/redis.env")
     except (redis.ConnectionError, OSError) as exc:
-        raise OpsError(f"Redis does not answer on {HOST}:{naming.REDIS_TLS_PORT} ({exc}): start it with `./invoke up`")
+        raise OpsError(f"Redis does not answer on {HOST}:{INSTANCE.redis_port} ({exc}): start it with `./invoke up`")

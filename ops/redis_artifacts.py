@@ -9,7 +9,7 @@ Queues, bindings (_kombu.binding.*) and the unacked index are never candidates.
 import time
 from datetime import timedelta
 
-from tenantstack import naming
+from deployment import naming
 
 PATTERNS = ("celery-task-meta-*", "*.reply.celery.pidbox")
 SCAN_COUNT = 1000

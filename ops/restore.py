@@ -14,15 +14,16 @@ import os
 import time
 from pathlib import Path
 
-from tenantstack import naming
+from deployment import naming
 
 from . import backup as bk
 from . import compose, containers, health, preflight, redis_admin, tenants
+from .envfile import rel
 from .errors import OpsError, timed
 from .paths import BACKUPS, ROOT
-from .secrets import container_uids
+from deployment.instance import UIDS
 
-REDIS_VOLUME = "redis-data"
+REDIS_VOLUME = naming.REDIS_DATA_VOLUME
 
 
 def resolve(arg: str) -> Path:
@@ -30,7 +31,7 @@ def resolve(arg: str) -> Path:
     for c in candidates:
         if c.is_dir():
             return c.resolve()
-    raise OpsError(f"backup {arg!r} not found: give a folder name from backups/ "
+    raise OpsError(f"backup {arg!r} not found: give a folder name from {rel(BACKUPS)}/ "
                    f"(newest: {bk.complete_backups()[-1].name if bk.complete_backups() else 'none yet'})")
 
 
@@ -40,12 +41,12 @@ def tenants_with_data() -> list[str]:
 
 
 def _redis_job(host_dir: Path, script: str) -> None:
-    uid = str(container_uids()["redis"])
+    uid = str(UIDS["redis"])
     containers.volume_job(compose.image("redis"), uid, {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}, script)
 
 
 def _tenant_job(name: str, host_dir: Path, script: str) -> None:
-    uid = str(container_uids()["app"])
+    uid = str(UIDS["app"])
     containers.ensure_volume(naming.data_volume(name))
     containers.volume_job(compose.image("app"), uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
 
@@ -57,16 +58,16 @@ def _writable_by(path: Path, uid: int) -> None:
 
 def save_current(dest: Path, space: dict, redis_version: str, tenant_names: list[str], log=print) -> None:
     """Copy the stopped deployment's data into dest as a complete backup (same format, verified)."""
-    _writable_by(dest / "redis", container_uids()["redis"])
+    _writable_by(dest / "redis", UIDS["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
     for name in tenant_names:
-        _writable_by(dest / "tenants" / name, container_uids()["app"])
+        _writable_by(dest / "tenants" / name, UIDS["app"])
         # The online backup API also folds in a WAL left by a killed process.
         _tenant_job(name, dest / "tenants" / name,
                     "[ ! -e /data/db.sqlite3 ] || python -c \"import sqlite3; s=sqlite3.connect('/data/db.sqlite3'); "
                     "d=sqlite3.connect('/backup/db.sqlite3'); s.backup(d); d.close(); s.close()\"")
     bk.write_manifest(dest, {"redis_version": redis_version, "keyspace": space}, tenant_names)
-    log(f"restore: current data saved as backups/{dest.name}")
+    log(f"restore: current data saved as {rel(dest)}")
 
 
 def put_back(source: Path, manifest: dict, log=print) -> None:
@@ -116,7 +117,7 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
         confirm(f"Replace ALL Redis data and the databases of tenants {manifest.get('tenants') or 'none'} "
                 f"with backup {source.name} ({manifest['created']})?")
     running = sorted(preflight.running_services())
-    tenant_services = [s for s in running if s.startswith("tenant-")]
+    tenant_services = [s for s in running if naming.tenant_of(s)]
     if tenant_services:
         compose.run("stop", *tenant_services, profiles=compose.all_profiles())
     client = redis_admin.operator(timeout=60)
@@ -135,10 +136,10 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
         put_back(aside, json.loads((aside / "manifest.json").read_text()), log)
         _start_redis_and_count(log)
         _restart(tenant_services)
-        raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before (also kept in backups/{aside.name})")
+        raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before (also kept in {rel(aside)})")
     log(f"restore: key counts match the manifest: {actual}")
     _restart(tenant_services)
-    log(f"restore: {source.name} restored in {time.monotonic() - t0:.1f}s; previous data kept in backups/{aside.name}")
+    log(f"restore: {source.name} restored in {time.monotonic() - t0:.1f}s; previous data kept in {rel(aside)}")
     return aside
 
 

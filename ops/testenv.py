@@ -1,17 +1,18 @@
 """What the test suite needs on the host besides the engine.
 
 redis-server: Debian's 7.0 with TLS, for the fast tests that run the real redis.conf without a container.
+              Installed with package service starts refused (ops/apt.py), so Debian's own instance never
+              runs; nothing is ever killed by name.
 chromium:     Debian's browser, driven by Playwright in the redis-commander UI test (Playwright's own
               browser download is never used: no such download is possible here).
 """
 import os
-import subprocess
 
 from . import apt
 from .errors import OpsError
 
 CHROMIUM = "/usr/bin/chromium"
-PACKAGES = ["redis-server", "redis-tools", "chromium"]
+PACKAGES = ["redis-server", "redis-tools", "chromium", "git"]
 
 
 def ensure_host_packages() -> None:
@@ -20,6 +21,4 @@ def ensure_host_packages() -> None:
         return
     if os.geteuid() != 0:
         raise OpsError(f"{', '.join(todo)} missing for the tests: run `sudo apt-get install -y {' '.join(todo)}`")
-    if "redis-server" in apt.install(todo, log=lambda m: print(m, flush=True)):
-        # No init system runs it here; make sure the package's own instance is not left running either.
-        subprocess.run(["pkill", "-x", "redis-server"], check=False)
+    apt.install(todo, log=lambda m: print(m, flush=True), start_services=False)

@@ -8,12 +8,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from deployment import naming
+
 from .envfile import rel, write_private
 from .errors import OpsError
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
-SERVER_SANS = ["redis", "localhost", "127.0.0.1"]
+SERVER_SANS = [naming.REDIS_SERVICE, "localhost", "127.0.0.1"]
 
 
 def _name(cn: str) -> x509.Name:

@@ -8,16 +8,14 @@ container's environment or command line (`docker inspect`).
 import json
 import os
 
-from tenantstack import naming
+from deployment import acl, naming
 
-from . import compose
 from .envfile import write_private
-from .errors import OpsError
-from .paths import COMMANDER_SETTINGS
+from .paths import COMMANDER_SETTINGS, INSTANCE
 
-SERVICE = "redis-commander"
-REDIS_HOST = "redis"  # the Compose service name; also in the server certificate's SANs (ops/tls.py)
-REDIS_USER = "commander"  # the read-only ACL user ops/secrets.py renders into secrets/redis/auth.conf
+SERVICE = naming.TOOLS_SERVICE
+REDIS_HOST = naming.REDIS_SERVICE  # the Compose service name; also in the server certificate's SANs
+REDIS_USER = acl.COMMANDER_USER  # the read-only ACL user deployment/acl.py renders
 
 
 def render_settings(redis_env: dict[str, str]) -> str:
@@ -36,14 +34,8 @@ def write_settings(redis_env: dict[str, str], uid: int) -> None:
 
 
 def url() -> str:
-    """The UI's address on this host, from the service's published port in compose.yaml (its one place)."""
-    ports = compose.definition()["services"][SERVICE].get("ports") or []
-    try:
-        host, port, _ = str(ports[0]).split(":")
-    except (IndexError, ValueError):
-        raise OpsError(f"compose/compose.yaml: service {SERVICE} must publish one port as "
-                       f"'127.0.0.1:<host port>:8081' (found {ports!r})") from None
-    return f"http://{host}:{port}/"
+    """The UI's address on this host: the instance's tools port (deployment/instance.py)."""
+    return f"http://127.0.0.1:{INSTANCE.tools_port}/"
 
 
 def login_lines(redis_env: dict[str, str]) -> list[str]:

@@ -1,12 +1,21 @@
-import sys
-from pathlib import Path
+"""The suite runs only on a throwaway instance of its own (`./invoke test` makes one and removes it).
+
+Every test that touches a deployment touches that instance: its Compose project, ports, env files,
+secrets, backups and volumes. Run bare, pytest would work on whatever TENANTSTACK_INSTANCE names,
+which may be an operator's; so it refuses.
+"""
+import os
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "app")]
+from deployment import ports
+from tests.support import local_redis as _local_redis
 
-from tests.support import local_redis as _local_redis  # noqa: E402
+
+def pytest_configure(config):
+    if not os.environ.get(ports.THROWAWAY_VAR):
+        pytest.exit("the tests run on a throwaway instance of their own: run them with `./invoke test` "
+                    "(pytest alone would use the instance in TENANTSTACK_INSTANCE, maybe yours)", returncode=2)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ import pytest
 from ops import secrets, tls
 from ops.envfile import require
 from ops.errors import OpsError
-from ops.paths import REDIS_AUTH_CONF, ROOT, SECRETS, TLS
+from deployment import envs
+from ops.envfile import rel
+from ops.paths import ENVS, REDIS_AUTH_CONF, REDIS_ENV, SECRETS, TLS
 from tests.support.deployment import invoke
 
 
@@ -16,11 +18,11 @@ def _digest_tree(root):
 
 def test_init_keeps_existing_secrets_and_says_so():
     invoke("init")
-    before = _digest_tree(SECRETS) | _digest_tree(ROOT / "envs")
+    before = _digest_tree(SECRETS) | _digest_tree(ENVS)
     out = invoke("init").stdout
-    assert "kept     envs/redis.env" in out and "kept     secrets/tls/ca.crt" in out
+    assert f"kept     {rel(REDIS_ENV)}" in out and f"kept     {rel(TLS / 'ca.crt')}" in out
     assert "created" not in out
-    assert (_digest_tree(SECRETS) | _digest_tree(ROOT / "envs")) == before
+    assert (_digest_tree(SECRETS) | _digest_tree(ENVS)) == before
 
 
 def test_generated_passwords_are_strong_and_distinct():
@@ -61,10 +63,15 @@ def test_missing_secret_file_is_named(tmp_path):
 
 
 def test_example_and_missing_values_are_all_named_at_once(tmp_path):
+    values = {**envs.tenant_values("a", 8001), "DJANGO_SECRET_KEY": "fine", "REDIS_PASSWORD": "",
+              "CELERY_WORKER_CONCURRENCY": "0"}
+    del values["TENANT"]
     with pytest.raises(OpsError) as exc:
-        require({"A": "change-me", "B": "", "C": "fine"}, ["A", "B", "C", "D"], tmp_path / "x.env")
+        require(values, envs.TENANT_SETTINGS, tmp_path / "x.env")
     msg = str(exc.value)
-    assert "missing B, D" in msg and "A still at the example value 'change-me'" in msg and "./invoke init" in msg
+    assert "\n" not in msg and msg.startswith(f"{tmp_path / 'x.env'}: missing TENANT, REDIS_PASSWORD; ")
+    assert "DJANGO_ADMIN_PASSWORD still at the example value 'change-me': run `./invoke init`" in msg
+    assert "CELERY_WORKER_CONCURRENCY=0 is out of range 1..256: set it to the number of worker processes" in msg
 
 
 def test_server_certificate_names_redis_localhost_and_loopback():

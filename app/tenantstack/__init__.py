@@ -1,6 +1,6 @@
 """tenantstack: the Django project and Celery app of one tenant.
 
-This package deliberately imports nothing at import time: the host-side ops tasks import
-`tenantstack.naming` without any tenant configuration, and `celery -A tenantstack` finds the
-Celery app in `tenantstack.celery` by itself.
+This package deliberately imports nothing at import time, so `celery -A tenantstack` finds the
+Celery app in `tenantstack.celery` by itself and tools can import its modules without a tenant's
+configuration. Names and settings shared with the host come from the `deployment` package.
 """

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from kombu import Exchange, Queue
 
-from tenantstack import naming
+from deployment import naming
 from tenantstack.env import Config
 
 RESULT_EXPIRES = timedelta(days=7)  # jobs.tasks.cleanup_stale_results deletes older results in batches

@@ -19,27 +19,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenantstack import naming
+from deployment import envs, naming
 
 ENV_FILE_VAR = "TENANTSTACK_ENV_FILE"
-EXAMPLE_VALUE = "change-me"  # the placeholder of the committed *.env.example files; never valid
+EXAMPLE_VALUE = envs.PLACEHOLDER  # the placeholder of the committed *.env.example files; never valid
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, like the redis entrypoint
 INIT_FIX = "run ./invoke init"
 TLS_FIX = "run ./invoke init on the host (it issues the certificates and gives each key to its user)"
 TLS_MOUNT_FIX = f"{TLS_FIX} and check the TLS mounts of the tenant's containers"
 
+# The container's wiring (where Compose mounts things); the tenant's own settings and their defaults
+# come from the one table in deployment/envs.py.
 DEFAULTS = {
-    "REDIS_HOST": "redis",
+    "REDIS_HOST": naming.REDIS_SERVICE,
     "REDIS_PORT": str(naming.REDIS_TLS_PORT),
     "TLS_CA_FILE": "/run/secrets/tls/ca.crt",
     "TLS_CERT_FILE": "/run/secrets/tls/client.crt",
     "TLS_KEY_FILE": "/run/secrets/tls/client.key",
     "DATA_DIR": "/data",
-    "CELERY_TASK_TIME_LIMIT": "300",
-    "CELERY_VISIBILITY_TIMEOUT": "3600",
-    "CELERY_WORKER_CONCURRENCY": "2",
-    # One message reserved per process: with late acks a long task never blocks others queued behind it.
-    "CELERY_WORKER_PREFETCH_MULTIPLIER": "1",
+    **{s.name: s.default for s in envs.TENANT_SETTINGS if s.is_integer and s.default},
 }
 
 
@@ -147,12 +145,17 @@ class _Reader:
             return 0
         return number
 
+    def setting(self, key: str) -> int:
+        """An integer tenant setting, validated by its row in deployment/envs.py."""
+        row = envs.TENANT[key]
+        return self.integer(key, low=row.low, high=row.high, fix=row.fix)
+
     def tenant(self) -> str:
         value = self.raw("TENANT")
         if not value:
             self.problem("TENANT", "missing", "set TENANT to the tenant's name, e.g. TENANT=a")
         elif not naming.is_valid_tenant_name(value):
-            self.problem(f"TENANT={value!r}", "not a valid tenant name", f"use {naming.TENANT_NAME_RULE}")
+            self.problem(f"TENANT={value!r}", "not a valid tenant name", envs.TENANT["TENANT"].fix)
         return value
 
     def readable_file(self, key: str) -> Path:
@@ -213,9 +216,8 @@ class _Reader:
 
     def config(self) -> Config:
         tenant = self.tenant()
-        seconds = "set it to a whole number of seconds"
-        time_limit = self.integer("CELERY_TASK_TIME_LIMIT", low=1, high=7 * 86400, fix=f"{seconds}, e.g. 300")
-        visibility = self.integer("CELERY_VISIBILITY_TIMEOUT", low=1, high=30 * 86400, fix=f"{seconds}, e.g. 3600")
+        time_limit = self.setting("CELERY_TASK_TIME_LIMIT")
+        visibility = self.setting("CELERY_VISIBILITY_TIMEOUT")
         if time_limit and visibility and visibility <= time_limit:
             self.problem(f"CELERY_VISIBILITY_TIMEOUT={visibility}",
                          f"not larger than CELERY_TASK_TIME_LIMIT={time_limit}",
@@ -235,10 +237,8 @@ class _Reader:
             database_url=self.database_url(),
             task_time_limit=time_limit,
             visibility_timeout=visibility,
-            worker_concurrency=self.integer("CELERY_WORKER_CONCURRENCY", low=1, high=256,
-                                            fix="set it to the number of worker processes, e.g. 2"),
-            worker_prefetch_multiplier=self.integer("CELERY_WORKER_PREFETCH_MULTIPLIER", low=1, high=1000,
-                                                    fix="set it to messages reserved per process, e.g. 1"),
+            worker_concurrency=self.setting("CELERY_WORKER_CONCURRENCY"),
+            worker_prefetch_multiplier=self.setting("CELERY_WORKER_PREFETCH_MULTIPLIER"),
             allowed_hosts=self.allowed_hosts(tenant),
             admin_password=self.secret("DJANGO_ADMIN_PASSWORD", required=False),
         )

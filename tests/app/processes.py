@@ -15,7 +15,8 @@ def tenant_env(local_redis, tenant: str, data_dir: Path, **overrides) -> dict[st
     """A complete, valid environment for `tenant` against the test Redis (nothing inherited but PATH)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(APP_DIR),
+        # The image has /srv/app with the deployment package inside; here they sit side by side.
+        "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(APP_DIR.parent)]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "LANG": "C.UTF-8",
         **local_redis.tenant_env(tenant),
@@ -91,7 +92,7 @@ class AppProcess:
 
 def start_worker(env: dict, log: Path, node: str, concurrency: int = 2) -> AppProcess:
     """A real prefork worker consuming only the tenant's queue, as the entrypoint starts it."""
-    from tenantstack import naming
+    from deployment import naming
 
     queue = naming.queue_name(env["TENANT"])
     worker = AppProcess(["-m", "celery", "-A", "tenantstack", "worker", "--queues", queue, "--hostname", node,

@@ -2,7 +2,7 @@
 import pytest
 import redis
 
-from tenantstack import naming
+from deployment import naming
 from tests.app.tenant_apps import tenant_app, tenant_config
 
 

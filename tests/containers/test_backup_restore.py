@@ -94,7 +94,7 @@ def test_round_trip_restores_every_key_value_ttl_and_tenant_row():
 
 
 def d_service(tenant: str, role: str) -> str:
-    from tenantstack import naming
+    from deployment import naming
 
     return naming.service_name(tenant, role)
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ops.paths import ROOT
+from ops.bench import RESULTS
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("tenants_up")
 
 def test_quick_bench_measures_every_section():
     out = d.invoke("bench", "--quick", timeout=1800).stdout
-    results = json.loads((ROOT / "bench" / "results.json").read_text())
+    results = json.loads(RESULTS.read_text())
     assert results["config"] == {"n": 200, "rounds": 1, "keys": 10_000, "rows": 5_000}
     for tenant in ("a", "b"):
         assert results["throughput"][tenant]["tasks_per_s"] > 0 and results["throughput"][tenant]["n"] == 200

@@ -7,6 +7,10 @@ from datetime import datetime
 
 from ops import engine
 from ops.engine import COMPOSE_ENV
+from ops.paths import INSTANCE
+
+SMOKE = f"{INSTANCE.name}-smoke"  # a project of its own, named after the test instance
+SMOKE_IMAGE = f"{SMOKE}:local"
 
 
 def _ts(value: str) -> datetime:
@@ -26,24 +30,24 @@ def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
         services:
           first:
             build: {context: ., network: host}
-            image: tenantstack-smoke:local
+            image: {SMOKE_IMAGE}
             init: true
             command: ["sh", "-c", "sleep 4; touch /tmp/ready; exec sleep 600"]
             healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1s, timeout: 3s, retries: 30}
           second:
             build: {context: ., network: host}
-            image: tenantstack-smoke:local
+            image: {SMOKE_IMAGE}
             init: true
             command: ["sleep", "600"]
             depends_on: {first: {condition: service_healthy}}
-        """))
+        """).replace("{SMOKE_IMAGE}", SMOKE_IMAGE))
     env = {**os.environ, **COMPOSE_ENV}
-    base = [*engine.compose_argv(), "--project-name", "tenantstack-smoke", "--project-directory", str(tmp_path)]
+    base = [*engine.compose_argv(), "--project-name", SMOKE, "--project-directory", str(tmp_path)]
     try:
         up = subprocess.run([*base, "up", "--detach", "--build", "--wait", "--wait-timeout", "120"], env=env,
                             capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stderr[-2000:]
-        first, second = (json.loads(subprocess.run(["docker", "inspect", f"tenantstack-smoke-{n}-1"],
+        first, second = (json.loads(subprocess.run(["docker", "inspect", f"{SMOKE}-{n}-1"],
                                                    capture_output=True, text=True, check=True).stdout)[0]
                          for n in ("first", "second"))
         passes = [_ts(h["End"]) for h in first["State"]["Health"]["Log"] if h["ExitCode"] == 0]
@@ -51,12 +55,12 @@ def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
         started_first, started_second = _ts(first["State"]["StartedAt"]), _ts(second["State"]["StartedAt"])
         assert (min(passes) - started_first).total_seconds() >= 3.5  # it really waited for /tmp/ready
         assert started_second >= min(passes), (started_second, min(passes))
-        built = subprocess.run(["docker", "exec", "tenantstack-smoke-second-1", "cat", "/built", "/etc/debian_version"],
+        built = subprocess.run(["docker", "exec", f"{SMOKE}-second-1", "cat", "/built", "/etc/debian_version"],
                                capture_output=True, text=True)
         assert built.stdout.startswith("built\n12.")
     finally:
         subprocess.run([*base, "down", "--volumes", "--rmi", "all"], env=env, capture_output=True, timeout=120)
-        subprocess.run(["docker", "rmi", "-f", "tenantstack-smoke:local"], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", SMOKE_IMAGE], capture_output=True)
 
 
 def test_docker_cli_and_compose_v2_answer():

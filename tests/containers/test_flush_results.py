@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.support import deployment as d
-from tenantstack import naming
+from deployment import naming
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 OLD, NEW = 100_000, 1_000

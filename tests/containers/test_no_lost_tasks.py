@@ -7,9 +7,10 @@ import time
 import pytest
 
 from ops import compose
-from ops.paths import ARTIFACTS, ROOT
+from ops.paths import ARTIFACTS
+from ops.tenants import env_path
 from tests.support import deployment as d
-from tenantstack import naming
+from deployment import naming
 
 pytestmark = [pytest.mark.usefixtures("tenants_up"), pytest.mark.slow]
 N = 500
@@ -41,7 +42,7 @@ for i in range({n}):
 @pytest.fixture
 def short_visibility():
     """Tenant a restarted with a 30 s visibility timeout (and a task time limit below it)."""
-    path = ROOT / "envs" / "tenant-a.env"
+    path = env_path("a")
     original = path.read_text()
     lines = [l for l in original.splitlines() if not l.startswith(("CELERY_VISIBILITY_TIMEOUT=", "CELERY_TASK_TIME_LIMIT="))]
     path.write_text("\n".join(lines + [f"CELERY_VISIBILITY_TIMEOUT={VISIBILITY}", "CELERY_TASK_TIME_LIMIT=20"]) + "\n")

@@ -8,12 +8,12 @@ import pytest
 import redis
 
 from ops import tls
-from ops.paths import ROOT
+from ops.paths import INSTANCE, REDIS_SECRETS, TLS
 from tests.support import deployment as d
-from tenantstack import naming
+from deployment import naming
 
 pytestmark = pytest.mark.usefixtures("redis_up")
-PORT = naming.REDIS_TLS_PORT
+PORT = INSTANCE.redis_port  # the test instance's host port
 
 
 def test_plain_tcp_is_refused():
@@ -37,7 +37,7 @@ def test_tls_without_client_certificate_is_refused():
 def test_tls_with_certificate_from_another_ca_is_refused(tmp_path):
     tls.make_ca(tmp_path / "ca.crt", tmp_path / "ca.key", cn="some other CA")
     tls.make_leaf(tmp_path / "ca.crt", tmp_path / "ca.key", tmp_path / "x.crt", tmp_path / "x.key", "client")
-    c = redis.Redis(port=PORT, ssl=True, ssl_ca_certs=str(ROOT / "secrets/tls/ca.crt"), ssl_cert_reqs="required",
+    c = redis.Redis(port=PORT, ssl=True, ssl_ca_certs=str(TLS / "ca.crt"), ssl_cert_reqs="required",
                     ssl_certfile=str(tmp_path / "x.crt"), ssl_keyfile=str(tmp_path / "x.key"),
                     password=d.redis_env()["REDIS_PASSWORD"], socket_timeout=5)
     with pytest.raises(redis.ConnectionError):
@@ -46,8 +46,8 @@ def test_tls_with_certificate_from_another_ca_is_refused(tmp_path):
 
 def test_tls_below_1_2_is_refused():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(ROOT / "secrets/tls/ca.crt")
-    ctx.load_cert_chain(ROOT / "secrets/tls/client.crt", ROOT / "secrets/tls/client.key")
+    ctx.load_verify_locations(TLS / "ca.crt")
+    ctx.load_cert_chain(TLS / "client.crt", TLS / "client.key")
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     with pytest.warns(DeprecationWarning):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
@@ -60,8 +60,8 @@ def test_tls_below_1_2_is_refused():
 def test_no_password_is_refused():
     with pytest.raises(redis.AuthenticationError):
         d.client(password=None, user=None, cert="client").execute_command("AUTH", "")
-    c = redis.Redis(port=PORT, ssl=True, ssl_ca_certs=str(ROOT / "secrets/tls/ca.crt"), ssl_cert_reqs="required",
-                    ssl_certfile=str(ROOT / "secrets/tls/client.crt"), ssl_keyfile=str(ROOT / "secrets/tls/client.key"))
+    c = redis.Redis(port=PORT, ssl=True, ssl_ca_certs=str(TLS / "ca.crt"), ssl_cert_reqs="required",
+                    ssl_certfile=str(TLS / "client.crt"), ssl_keyfile=str(TLS / "client.key"))
     with pytest.raises(redis.AuthenticationError):  # NOAUTH
         c.get("anything")
 
@@ -139,7 +139,7 @@ def test_tenant_user_is_refused_admin_and_enumeration_commands(command):
 
 @pytest.mark.parametrize("command", ["CONFIG", "KEYS", "SHUTDOWN"])
 def test_tenant_user_is_refused_renamed_commands_under_their_new_names(command):
-    from ops.secrets import RENAMED
+    from deployment.acl import RENAMED
 
     renamed = d.redis_env()[RENAMED[command]]
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -187,7 +187,7 @@ def test_aof_and_rdb_files_appear_on_the_volume_after_writes():
 
 def test_published_on_loopback_only():
     ports = d.inspect(d.container("redis"))["HostConfig"]["PortBindings"]
-    assert ports == {"6380/tcp": [{"HostIp": "127.0.0.1", "HostPort": "6380"}]}
+    assert ports == {f"{naming.REDIS_TLS_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
     for addr in {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}:
         with pytest.raises(OSError):
             socket.create_connection((addr, PORT), timeout=2).close()
@@ -219,7 +219,7 @@ def test_healthcheck_is_an_authenticated_tls_ping():
     assert "--tls" in script and "--user health" in script
     # The health user may PING and nothing else.
     health = d.client(user="health", password=subprocess.run(
-        ["cat", str(ROOT / "secrets/redis/health.pass")], capture_output=True, text=True).stdout.strip())
+        ["cat", str(REDIS_SECRETS / "health.pass")], capture_output=True, text=True).stdout.strip())
     assert health.ping()
     with pytest.raises(redis.exceptions.NoPermissionError):
         health.get("anything")

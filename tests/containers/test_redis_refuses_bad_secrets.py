@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from ops import tls
-from ops.paths import REDIS_CONF, REDIS_SECRETS, TLS
+from ops.paths import INSTANCE, REDIS_CONF, REDIS_SECRETS, TLS
 
-IMAGE = "tenantstack/redis:local"
+IMAGE = INSTANCE.image("redis")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import tarfile
 import pytest
 
 from ops.envfile import read_env
-from ops.paths import ROOT, TLS
+from ops.envfile import rel
+from ops.paths import ENVS, INSTANCE, REDIS_ENV, ROOT, TLS
 
 
 def test_git_tracks_no_secret():
@@ -13,13 +14,15 @@ def test_git_tracks_no_secret():
                              check=True).stdout.split()
     assert not [f for f in tracked if f.startswith("secrets/")]
     assert all(f.endswith(".env.example") for f in tracked), tracked
-    ignored = subprocess.run(["git", "check-ignore", "secrets/tls/ca.key", "envs/redis.env", "envs/tenant-a.env"],
-                             cwd=ROOT, capture_output=True, text=True).stdout.split()
-    assert ignored == ["secrets/tls/ca.key", "envs/redis.env", "envs/tenant-a.env"]
+    # The default instance's secret paths, and this (throwaway) instance's, are all ignored.
+    paths = ["secrets/tls/ca.key", "envs/redis.env", "envs/tenant-a.env",
+             rel(TLS / "ca.key"), rel(REDIS_ENV), rel(ENVS / "tenant-a.env")]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert ignored == paths
 
 
 def _secret_values() -> list[bytes]:
-    values = [v for f in (ROOT / "envs").glob("*.env") for k, v in read_env(f).items()
+    values = [v for f in ENVS.glob("*.env") for k, v in read_env(f).items()
               if ("PASSWORD" in k or "SECRET" in k or k.endswith("_COMMAND")) and v]
     keys = [p.read_text().splitlines()[1] for p in TLS.glob("*.key")]  # first base64 line of each private key
     return [v.encode() for v in values + keys]
@@ -32,7 +35,7 @@ def images_built():
     invoke("build", "--tools")
 
 
-@pytest.mark.parametrize("image", ["tenantstack/redis:local", "tenantstack/app:local", "tenantstack/redis-commander:local"])
+@pytest.mark.parametrize("image", [INSTANCE.image(c) for c in ("redis", "app", "redis-commander")])
 def test_no_image_layer_holds_a_secret(image, tmp_path, images_built):
     archive = tmp_path / "image.tar"
     subprocess.run(["docker", "save", "-o", str(archive), image], check=True, capture_output=True)

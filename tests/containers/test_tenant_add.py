@@ -5,9 +5,11 @@ import pytest
 import redis
 
 from ops import containers, redis_admin
-from ops.paths import ROOT, TLS
+from ops.envfile import rel
+from ops.paths import INSTANCE, REDIS_AUTH_CONF, TLS
+from ops.tenants import env_path
 from tests.support import deployment as d
-from tenantstack import naming
+from deployment import naming
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 
@@ -16,20 +18,19 @@ pytestmark = pytest.mark.usefixtures("tenants_up")
 def tenant_c():
     yield "c"
     d.invoke("down", "--tenant", "c", check=False)
-    for path in (ROOT / "envs" / "tenant-c.env", TLS / "tenant-c.crt", TLS / "tenant-c.key"):
+    for path in (env_path("c"), TLS / "tenant-c.crt", TLS / "tenant-c.key"):
         path.unlink(missing_ok=True)
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
-    operator = d.client()
-    operator.execute_command("ACL", "DELUSER", naming.redis_user("c"))
-    redis_admin.unlink_matching(operator, naming.key_prefix("c") + "*")
-    d.invoke("init")  # re-derives Redis' auth file without tenant c
+    redis_admin.unlink_matching(d.client(), naming.key_prefix("c") + "*")
+    out = d.invoke("init").stdout  # the one ACL writer removes tenant c from the auth file and the live Redis
+    assert f"removed {naming.redis_user('c')} to the running Redis" in out
 
 
 def test_added_tenant_comes_up_runs_its_tasks_and_is_isolated(tenant_c):
     out = d.invoke("tenant-add", tenant_c).stdout
-    assert "created  envs/tenant-c.env (web on 127.0.0.1:8003)" in out
+    assert f"created  {rel(env_path('c'))} (web on 127.0.0.1:{INSTANCE.first_web_port + 2})" in out
     assert "applied ACL user tenant-c to the running Redis" in out
-    assert "user tenant-c reset on >" in (ROOT / "secrets" / "redis" / "auth.conf").read_text()
+    assert "user tenant-c reset on >" in REDIS_AUTH_CONF.read_text()
     d.invoke("up", "--tenant", tenant_c)
     assert d.http("GET", d.web_url(tenant_c, "/healthz")) == (200, {"tenant": "c", "database": "ok", "broker": "ok"})
     task_id = d.post_echo(tenant_c, "hello c")

@@ -8,9 +8,10 @@ import pytest
 import redis
 
 from ops import compose
-from ops.paths import ROOT
+from ops.envfile import rel
+from ops.tenants import env_path, web_port_of
 from tests.support import deployment as d
-from tenantstack import naming
+from deployment import naming
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 
@@ -28,7 +29,7 @@ def test_healthz_reports_tenant_database_and_broker():
 
 
 def test_web_is_published_on_loopback_only():
-    for t, port in (("a", 8001), ("b", 8002)):
+    for t, port in (("a", web_port_of("a")), ("b", web_port_of("b"))):
         bindings = d.inspect(d.container(naming.service_name(t, "web")))["HostConfig"]["PortBindings"]
         assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
 
@@ -134,14 +135,14 @@ def test_unknown_tenant_is_one_line_listing_known_tenants():
 
 
 def test_missing_env_value_is_one_line_naming_variable_and_file():
-    path = ROOT / "envs" / "tenant-b.env"
+    path = env_path("b")
     original = path.read_text()
     try:
         path.write_text("\n".join(l for l in original.splitlines() if not l.startswith("REDIS_PASSWORD=")) + "\n")
         proc = d.invoke("up", "--tenant", "b", check=False)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [
-            "error: envs/tenant-b.env: missing REDIS_PASSWORD: run `./invoke init` to generate real values"]
+            f"error: {rel(path)}: missing REDIS_PASSWORD: run `./invoke init` to generate real values"]
     finally:
         path.write_text(original)
 
@@ -152,12 +153,12 @@ def test_port_clash_is_one_line_naming_the_port_and_setting():
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        squatter.bind(("127.0.0.1", 8002))
+        squatter.bind(("127.0.0.1", web_port_of("b")))
         squatter.listen()
         proc = d.invoke("up", "--tenant", "b", check=False)
         assert proc.returncode == 2
-        assert proc.stderr.strip() == ("error: port 8002 (WEB_PORT in envs/tenant-b.env) is in use by another process: "
-                                       "stop it or set WEB_PORT to a free port")
+        assert proc.stderr.strip() == (f"error: port {web_port_of('b')} (WEB_PORT in {rel(env_path('b'))}) is in use by "
+                                       "another process: stop it or set WEB_PORT to a free port")
     finally:
         squatter.close()
         d.invoke("up", "--tenant", "b")

@@ -12,11 +12,11 @@ import urllib.request
 
 import pytest
 import redis
-from tenantstack import naming
+from deployment import naming
 
 from ops import testenv, tools
 from ops.paths import ARTIFACTS, COMMANDER_SETTINGS
-from ops.secrets import container_uids
+from deployment.instance import UIDS
 from tests.support.deployment import client, container, inspect, invoke, redis_env
 
 # What Chromium needs to run headless as root in a container-less sandbox with no network of its own.
@@ -173,15 +173,15 @@ def test_secrets_are_files_not_environment(commander_url):
                           info["Config"].get("Entrypoint"), info["Config"].get("Labels")])
     assert not [v for v in secret_values if v in visible]
     assert "--read-only" in info["Args"] and "--use-scan" in info["Args"]
-    assert info["Config"]["User"] == str(container_uids()["commander"])
+    assert info["Config"]["User"] == str(UIDS["commander"])
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     for target in ("/run/secrets/commander", "/run/secrets/tls/client.key", "/run/secrets/tls/ca.crt"):
         assert mounts[target]["RW"] is False, target
-    bindings = info["HostConfig"]["PortBindings"]["8081/tcp"]
+    bindings = info["HostConfig"]["PortBindings"][f"{naming.TOOLS_CONTAINER_PORT}/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     st = COMMANDER_SETTINGS.stat()
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (container_uids()["commander"], 0o400)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UIDS["commander"], 0o400)
 
 
 def test_tools_login_prints_the_url_and_the_login(commander_url):

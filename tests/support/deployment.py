@@ -1,4 +1,4 @@
-"""Access to the real deployment (containers started by ./invoke up) from tests."""
+"""Access to the test instance's real deployment (containers started by ./invoke up) from tests."""
 import json
 import subprocess
 from pathlib import Path
@@ -7,9 +7,9 @@ import redis
 
 from ops import compose
 from ops.envfile import read_env
-from ops.paths import COMPOSE_PROJECT, REDIS_ENV, ROOT, TLS
+from ops.paths import INSTANCE, REDIS_ENV, ROOT, TLS
 from ops.tenants import env_path
-from tenantstack import naming
+from deployment import naming
 
 INVOKE = str(ROOT / "invoke")
 
@@ -23,7 +23,7 @@ def invoke(*args: str, check: bool = True, timeout: float = 900, input: str | No
 
 
 def container(service: str) -> str:
-    return f"{COMPOSE_PROJECT}-{service}-1"
+    return INSTANCE.container(service)
 
 
 def inspect(name: str) -> dict:
@@ -40,13 +40,13 @@ def tenant_password(tenant: str) -> str:
 
 
 def client(user=None, password=None, cert: str | None = "client", ca: Path = TLS / "ca.crt", **kw) -> redis.Redis:
-    """A TLS client to the deployed Redis on 127.0.0.1:6380 (operator by default)."""
+    """A TLS client to the instance's Redis on 127.0.0.1 (operator by default)."""
     if user is None and password is None:
         password = redis_env()["REDIS_PASSWORD"]
     tls = dict(ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required")
     if cert:
         tls.update(ssl_certfile=str(TLS / f"{cert}.crt"), ssl_keyfile=str(TLS / f"{cert}.key"))
-    return redis.Redis(host="127.0.0.1", port=naming.REDIS_TLS_PORT, username=user, password=password,
+    return redis.Redis(host="127.0.0.1", port=INSTANCE.redis_port, username=user, password=password,
                        socket_timeout=10, socket_connect_timeout=5, **tls, **kw)
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import redis
 
+from deployment import acl, envs
 from ops import secrets as ops_secrets
 from ops import tls
 from ops.paths import REDIS_CONF
-from tenantstack import naming
+from deployment import naming
 
 TENANTS = ("a", "b")
 
@@ -74,7 +75,7 @@ def make_secrets(root: Path, tenants=TENANTS) -> tuple[dict, dict]:
     tls.make_ca(ca_crt, ca_key)
     for cn, server in ops_secrets.certificate_names(tenants).items():
         tls.make_leaf(ca_crt, ca_key, root / "tls" / f"{cn}.crt", root / "tls" / f"{cn}.key", cn, server=server)
-    redis_env = {k: ops_secrets._generate(k) for k in ops_secrets.REDIS_KEYS}
+    redis_env = envs.redis_values(secret=ops_secrets.generate)
     passwords = {t: secrets.token_urlsafe(32) for t in tenants}
     return redis_env, passwords
 
@@ -83,7 +84,7 @@ def render_conf(root: Path, port: int) -> Path:
     text = REDIS_CONF.read_text()
     text = text.replace("/run/secrets/tls/server.", f"{root}/tls/redis.").replace("/run/secrets/tls/", f"{root}/tls/")
     text = text.replace("/run/secrets/redis/", f"{root}/redis/").replace("\ndir /data\n", f"\ndir {root}/data\n")
-    text = text.replace("\ntls-port 6380\n", f"\ntls-port {port}\n").replace("\nbind 0.0.0.0\n", "\nbind 127.0.0.1\n")
+    text = text.replace(f"\ntls-port {naming.REDIS_TLS_PORT}\n", f"\ntls-port {port}\n").replace("\nbind 0.0.0.0\n", "\nbind 127.0.0.1\n")
     conf = root / "redis.conf"
     conf.write_text(text)
     return conf
@@ -96,7 +97,7 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None) -> LocalRedis:
     redis_env, passwords = make_secrets(root, tenants)
     (root / "redis").mkdir()
     (root / "data").mkdir()
-    (root / "redis" / "auth.conf").write_text(ops_secrets.render_auth_conf(redis_env, passwords))
+    (root / "redis" / "auth.conf").write_text(acl.auth_conf(redis_env, passwords))
     port = free_port()
     conf = render_conf(root, port)
     log = open(root / "redis.log", "wb")

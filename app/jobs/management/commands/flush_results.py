@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from jobs.cleanup import DEFAULT_BATCH_SIZE, delete_results_older_than
-from jobs.durations import DURATION_HELP, parse_duration
+from deployment.durations import DURATION_HELP, parse_duration
 
 
 class Command(BaseCommand):

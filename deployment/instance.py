@@ -1,0 +1,176 @@
+"""One instance of the deployment: a Compose project with its own ports, paths, volumes and images.
+
+TENANTSTACK_INSTANCE names it; the default, `tenantstack`, keeps the paths, ports and volumes every
+deployment had before instances existed (envs/, secrets/, backups/ at the top of the checkout; Redis on
+6380, tenant webs from 8001; volumes tenantstack_*). Any other instance lives under
+instances/<name>/ in the checkout ({envs,secrets,backups}/, its generated Compose file), publishes its
+own port block (ports.py) and tags its own images, so it never reads or changes another instance.
+
+The instance name IS the Compose project name (passed as --project-name on every call). A
+COMPOSE_PROJECT_NAME in the environment that disagrees with it is refused rather than guessed at.
+Images are tagged per instance (`tenantstack/app:local` for the default, `tenantstack/app:<name>`
+otherwise): builds share the engine's layer cache, so a second instance costs seconds, and rebuilding
+one instance from other code never changes what another runs.
+"""
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import naming, ports
+from .errors import DeploymentError
+
+INSTANCE_VAR = "TENANTSTACK_INSTANCE"
+DEFAULT = "tenantstack"
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+NAME_RULE = "a lowercase letter, then up to 30 lowercase letters, digits or dashes"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
+IMAGE_REPO = "tenantstack"
+# UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
+UIDS = {"redis": 999, "app": 10001, "commander": 10002}
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    root: Path = ROOT
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        """Where this instance's own files live (generated env files, secrets, backups)."""
+        return self.root if self.is_default else self.root / "instances" / self.name
+
+    @property
+    def examples(self) -> Path:
+        """The committed *.env.example files every instance starts from."""
+        return self.root / "envs"
+
+    @property
+    def envs(self) -> Path:
+        return self.home / "envs"
+
+    @property
+    def redis_env(self) -> Path:
+        return self.envs / "redis.env"
+
+    @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def tls(self) -> Path:
+        return self.secrets / "tls"
+
+    @property
+    def redis_secrets(self) -> Path:
+        return self.secrets / "redis"
+
+    @property
+    def redis_auth_conf(self) -> Path:
+        return self.redis_secrets / "auth.conf"
+
+    @property
+    def commander_settings(self) -> Path:
+        return self.secrets / "commander" / "settings.json"
+
+    @property
+    def backups(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def tenants_compose_file(self) -> Path:
+        """Per-tenant services derived from compose/tenant.yaml (generated, git-ignored)."""
+        if self.is_default:
+            return self.root / "compose" / "tenants.generated.yaml"
+        return self.home / "tenants.generated.yaml"
+
+    # ---- engine names ------------------------------------------------------------------------
+    @property
+    def compose_project(self) -> str:
+        return self.name
+
+    def container(self, service: str) -> str:
+        return f"{self.name}-{service}-1"
+
+    def volume(self, short: str) -> str:
+        return f"{self.name}_{short}"
+
+    def network(self, short: str = "default") -> str:
+        return f"{self.name}_{short}"
+
+    @property
+    def image_tag(self) -> str:
+        return "local" if self.is_default else self.name
+
+    def image(self, component: str) -> str:
+        """component: redis, app or redis-commander."""
+        return f"{IMAGE_REPO}/{component}:{self.image_tag}"
+
+    # ---- host ports --------------------------------------------------------------------------
+    @functools.cached_property
+    def block(self) -> int:
+        """This instance's port block, allocated on first use (ports.py)."""
+        return ports.claim(self.name, self.root, self.is_default)
+
+    @property
+    def port_offset(self) -> int:
+        return self.block * ports.STRIDE
+
+    @property
+    def redis_port(self) -> int:
+        return ports.REDIS_BASE + self.port_offset
+
+    @property
+    def tools_port(self) -> int:
+        return ports.TOOLS_BASE + self.port_offset
+
+    @property
+    def first_web_port(self) -> int:
+        return ports.FIRST_WEB_BASE + self.port_offset
+
+    @property
+    def last_web_port(self) -> int:
+        return ports.LAST_WEB_BASE + self.port_offset
+
+    def web_port_from_example(self, example_port: int) -> int:
+        """Examples carry block-0 ports; every instance shifts them into its own block."""
+        return example_port + self.port_offset
+
+    def compose_variables(self) -> dict[str, str]:
+        """What compose/*.yaml interpolate: the only way instance facts reach Compose."""
+        return {
+            "TS_REDIS_IMAGE": self.image("redis"),
+            "TS_APP_IMAGE": self.image("app"),
+            "TS_COMMANDER_IMAGE": self.image("redis-commander"),
+            "TS_SECRETS": str(self.secrets),
+            "TS_REDIS_PORT": str(self.redis_port),
+            "TS_TOOLS_PORT": str(self.tools_port),
+            "TS_REDIS_UID": str(UIDS["redis"]),
+            "TS_APP_UID": str(UIDS["app"]),
+            "TS_COMMANDER_UID": str(UIDS["commander"]),
+            "TS_REDIS_CONTAINER_PORT": str(naming.REDIS_TLS_PORT),
+            "TS_TOOLS_CONTAINER_PORT": str(naming.TOOLS_CONTAINER_PORT),
+        }
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise DeploymentError(f"{INSTANCE_VAR}={name!r} is not a valid instance name: use {NAME_RULE}")
+    return name
+
+
+def current(environ=None) -> Instance:
+    """The instance this process works on: TENANTSTACK_INSTANCE, else the default."""
+    environ = os.environ if environ is None else environ
+    name = check_name(environ.get(INSTANCE_VAR) or DEFAULT)
+    project = environ.get("COMPOSE_PROJECT_NAME")
+    if project and project != name:
+        raise DeploymentError(f"COMPOSE_PROJECT_NAME={project} disagrees with instance '{name}' (the instance name is "
+                              f"the Compose project): unset COMPOSE_PROJECT_NAME, or set {INSTANCE_VAR}={project}")
+    return Instance(name)

@@ -1,0 +1,85 @@
+"""Every name derived from a tenant's short name lives here, once.
+
+Both the app (inside the containers) and the ops tasks (on the host) import this module, so a
+prefix, a queue, a Redis user, a channel pattern, a service or a volume is spelled in one place.
+Ports here are the ports *inside* the containers; host ports belong to the instance (instance.py).
+"""
+import re
+
+TENANT_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,14}$")
+TENANT_NAME_RULE = "a lowercase letter followed by up to 14 lowercase letters or digits"
+
+REDIS_SERVICE = "redis"  # the Compose service name; also in the server certificate's SANs
+REDIS_TLS_PORT = 6380  # the only port Redis listens on inside its container (TLS)
+WEB_CONTAINER_PORT = 8000  # gunicorn inside every tenant web container
+TOOLS_SERVICE = "redis-commander"
+TOOLS_CONTAINER_PORT = 8081
+BROKER_DB = 0  # every tenant shares DB 0; isolation is by key prefix + ACL, not by DB number
+ROLES = ("web", "worker", "beat")
+REDIS_DATA_VOLUME = "redis-data"  # the Compose volume (short name) of Redis' /data
+_TENANT = "tenant-"  # the one spelling of the prefix every tenant-derived name starts with
+
+
+def is_valid_tenant_name(name: str) -> bool:
+    return bool(TENANT_NAME_RE.match(name or ""))
+
+
+def tenant_of(derived: str) -> str | None:
+    """The tenant a derived name (service, user, profile) belongs to, or None for a shared one."""
+    if not derived.startswith(_TENANT):
+        return None
+    rest = derived[len(_TENANT):]
+    for role in ROLES:
+        if rest.endswith(f"-{role}"):
+            rest = rest[: -len(role) - 1]
+    return rest if is_valid_tenant_name(rest) else None
+
+
+def redis_user(tenant: str) -> str:
+    """The tenant's Redis ACL user (also the CN of its client certificate)."""
+    return f"{_TENANT}{tenant}"
+
+
+def key_prefix(tenant: str) -> str:
+    """kombu's global_keyprefix: every key and channel of the tenant starts with it."""
+    return f"{_TENANT}{tenant}:"
+
+
+def queue_name(tenant: str) -> str:
+    """The tenant's default Celery queue."""
+    return f"{_TENANT}{tenant}"
+
+
+def compose_profile(tenant: str) -> str:
+    return f"{_TENANT}{tenant}"
+
+
+def service_name(tenant: str, role: str) -> str:
+    """Compose service of one tenant role: web, worker or beat."""
+    return f"{_TENANT}{tenant}-{role}"
+
+
+def data_volume(tenant: str) -> str:
+    """The Compose volume (short name) holding the tenant's database and beat schedule."""
+    return f"{_TENANT}{tenant}-data"
+
+
+def env_file_name(tenant: str) -> str:
+    return f"{_TENANT}{tenant}.env"
+
+
+def env_file_re() -> re.Pattern:
+    """Matches a tenant env file or its committed example; group 1 is the tenant."""
+    return re.compile(rf"^{_TENANT}([a-z][a-z0-9]*)\.env(\.example)?$")
+
+
+def acl_channel_patterns(tenant: str) -> list[str]:
+    """Pub/sub patterns the tenant's ACL user may use.
+
+    kombu PSUBSCRIBEs literal patterns and Redis 7.0 matches PSUBSCRIBE patterns
+    literally against the ACL, so the exact patterns kombu sends must be listed
+    besides the glob that covers PUBLISH/SUBSCRIBE.
+    """
+    p = key_prefix(tenant)
+    db = BROKER_DB
+    return [f"{p}*", f"{p}/{db}.celery.pidbox", f"{p}/{db}.celeryev/worker.*", f"{p}/{db}.celeryev/*"]

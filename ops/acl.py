@@ -1,0 +1,56 @@
+"""The one writer of Redis access rules: puts deployment/acl.py's rules everywhere they must be.
+
+`apply()` renders the auth file Redis includes at every start (requirepass, users, renamed commands),
+the healthcheck's password file and redis-commander's settings, then brings a running Redis in line:
+ACL SETUSER for every user whose rule changed since the file was last written, ACL DELUSER for users
+that are gone (a removed tenant). Nothing else in the project writes or sends an ACL rule.
+"""
+import os
+
+import redis
+
+from deployment import acl
+from deployment.instance import UIDS
+
+from . import tenants, tools
+from .envfile import read_env, redis_settings, rel, write_private
+from .paths import REDIS_AUTH_CONF, REDIS_SECRETS
+
+
+def _passwords(tenant_names) -> dict[str, str]:
+    return {n: read_env(tenants.load(n).env_file)["REDIS_PASSWORD"] for n in tenant_names}
+
+
+def apply(tenant_names=None, live: bool = True) -> list[str]:
+    """Write the auth file (and friends) from the env files; apply what changed to the running Redis."""
+    names = tenants.known_names() if tenant_names is None else list(tenant_names)
+    redis_env = redis_settings()
+    passwords = _passwords(names)
+    before = acl.parse_users(REDIS_AUTH_CONF.read_text()) if REDIS_AUTH_CONF.exists() else {}
+    wanted = acl.rules(redis_env, passwords)
+    for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, passwords)),
+                       (REDIS_SECRETS / "health.pass", redis_env["REDIS_HEALTH_PASSWORD"] + "\n")):
+        write_private(path, text, mode=0o400)
+        os.chown(path, UIDS["redis"], UIDS["redis"])
+    tools.write_settings(redis_env, UIDS["commander"])  # redis-commander's logins, same source
+    report = [f"rendered {rel(REDIS_AUTH_CONF)} ({len(names)} tenant users)"]
+    changed = {u: r for u, r in wanted.items() if before.get(u) != r}
+    removed = [u for u in before if u not in wanted]
+    if live and (changed or removed):
+        report.append(_apply_live(changed, removed))
+    return report
+
+
+def _apply_live(changed: dict[str, list[str]], removed: list[str]) -> str:
+    from . import redis_admin
+
+    try:
+        client = redis_admin.operator(timeout=5)
+        for user, rule in changed.items():
+            client.execute_command("ACL", "SETUSER", user, *rule)
+        if removed:
+            client.execute_command("ACL", "DELUSER", *removed)
+    except (redis.ConnectionError, redis.AuthenticationError, OSError):
+        return "Redis is not running here: the rules take effect when it starts"
+    parts = [f"applied ACL user {', '.join(changed)}" if changed else "", f"removed {', '.join(removed)}" if removed else ""]
+    return " and ".join(p for p in parts if p) + " to the running Redis"

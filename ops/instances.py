@@ -1,0 +1,79 @@
+"""Instances on this host: list them, remove one whole, and sweep throwaway ones whose owner died.
+
+Removal works from the engine's own labels (com.docker.compose.project), not from compose files, so
+it also cleans an instance whose checkout or generated files are gone. It never touches the default
+instance: that one holds the operator's data, and `./invoke down --volumes --yes` is the explicit way.
+"""
+import shutil
+import subprocess
+
+from deployment import ports
+from deployment.instance import DEFAULT, Instance, check_name
+
+from .errors import OpsError
+
+LABEL = "com.docker.compose.project"
+
+
+def _ids(kind: str, name: str) -> list[str]:
+    argv = {"container": ["docker", "ps", "-a", "-q"], "volume": ["docker", "volume", "ls", "-q"],
+            "network": ["docker", "network", "ls", "-q"]}[kind]
+    out = subprocess.run([*argv, "--filter", f"label={LABEL}={name}"], capture_output=True, text=True)
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def engine_objects(name: str) -> dict[str, list[str]]:
+    return {kind: _ids(kind, name) for kind in ("container", "volume", "network")}
+
+
+def remove(name: str, log=print) -> None:
+    """Remove every container, volume, network, image tag and file of a non-default instance; release its ports."""
+    check_name(name)
+    if name == DEFAULT:
+        raise OpsError(f"instance {DEFAULT} is the default one and holds your data: stop it with "
+                       "`./invoke down`, delete its data with `./invoke down --volumes --yes`")
+    inst = Instance(name, root=_root_of(name))
+    found = engine_objects(name)
+    if found["container"]:
+        subprocess.run(["docker", "rm", "-f", "-v", *found["container"]], capture_output=True)
+    for kind in ("volume", "network"):
+        if found[kind]:
+            subprocess.run(["docker", kind, "rm", "-f", *found[kind]], capture_output=True)
+    tags = [inst.image(c) for c in ("redis", "app", "redis-commander")]
+    present = [t for t in tags if subprocess.run(["docker", "image", "inspect", t], capture_output=True).returncode == 0]
+    if present:  # only the instance's tags: layers shared with other instances stay
+        subprocess.run(["docker", "rmi", *present], capture_output=True)
+    if inst.home.is_dir() and inst.home != inst.root:
+        shutil.rmtree(inst.home, ignore_errors=True)
+    ports.release(name)
+    log(f"instance {name}: removed {len(found['container'])} containers, {len(found['volume'])} volumes, "
+        f"{len(found['network'])} networks, {len(present)} image tags and {inst.home}")
+
+
+def _root_of(name: str):
+    from pathlib import Path
+
+    from deployment.instance import ROOT
+
+    root = ports.entries().get(name, {}).get("root")
+    return Path(root) if root else ROOT
+
+
+def sweep_abandoned(log=print) -> list[str]:
+    """Remove throwaway instances (test runs) whose owning process is gone."""
+    names = ports.abandoned_throwaways()
+    for name in names:
+        log(f"instance {name}: its test run is gone; removing what it left")
+        remove(name, log)
+    return names
+
+
+def listing() -> list[str]:
+    rows = []
+    for name, entry in sorted(ports.entries().items(), key=lambda kv: kv[1].get("block", 0)):
+        low, high = ports.block_range(entry.get("block", 0))
+        running = len(_ids("container", name))
+        kind = "throwaway" if entry.get("owner_pid") else "default" if name == DEFAULT else "named"
+        rows.append(f"{name:<24} block {entry.get('block', 0):>2}  ports {low}-{high}  {kind:<9} "
+                    f"{running} containers  {entry.get('root') or '(this checkout)'}")
+    return rows
