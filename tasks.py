@@ -191,7 +191,8 @@ def test(c, k="", fast=False, x=False):
     name = f"test-{os.urandom(3).hex()}"
     env = {**os.environ, INSTANCE_VAR: name, ports.THROWAWAY_VAR: str(os.getpid())}
     env.pop("COMPOSE_PROJECT_NAME", None)
-    argv = [sys.executable, "-m", "pytest", "-ra", *(["-k", k] if k else []), *(["-m", "not containers"] if fast else []),
+    argv = [sys.executable, "-m", "pytest", "-ra", "--durations=12", *(["-k", k] if k else []),
+            *(["-m", "not containers"] if fast else []),
             *(["-x"] if x else [])]
     print(f"test: on throwaway instance {name} (instance {INSTANCE.name} is left alone)", flush=True)
     print("+ " + " ".join(argv), flush=True)

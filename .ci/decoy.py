@@ -45,7 +45,7 @@ def plant(state: Path) -> None:
     for _ in range(2):
         out = subprocess.run([str(ROOT / "invoke"), "backup"], cwd=ROOT, capture_output=True, text=True, check=True)
         made.append(re.search(r"verified in [\d.]+s: (\S+)", out.stdout).group(1).rsplit("/", 1)[-1])
-    state.write_text(json.dumps({"marker": value, "backups": made, "all_backups": sorted(p.name for p in BACKUPS.iterdir()),
+    state.write_text(json.dumps({"marker": value, "backups": made, "all_backups": sorted(p.name for p in BACKUPS.iterdir() if p.is_dir()),
                                  "files": _digests(), "started": _started()}))
     print(f"decoy: planted {MARKER} and backups {', '.join(made)} on instance {INSTANCE.name}")
 
