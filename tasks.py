@@ -13,9 +13,14 @@ from invoke import Exit, task
 
 from deployment import naming
 from deployment.errors import DeploymentError
-from ops import acl, baseimage, compose, engine, health, preflight, secrets, tenants
-from ops.errors import OpsError
-from ops.paths import INSTANCE, ROOT
+from ops.config import tenants
+from ops.config.paths import INSTANCE, ROOT
+from ops.core.errors import OpsError
+from ops.deploy import compose, health, preflight
+from ops.engine import baseimage
+from ops.engine import provision as engine
+from ops.secrets import acl
+from ops.secrets import generate as secrets
 
 
 def _fail_cleanly(fn):
@@ -160,7 +165,7 @@ def logs(c, tenant=None, service=None, follow=False, tail="200"):
 @_fail_cleanly
 def tenant_add(c, name, port=0):
     """Add a tenant: env file with fresh secrets, client certificate, Redis ACL user (applied live)."""
-    from ops import tenant_admin
+    from ops.secrets import tenant_add as tenant_admin
 
     _need_root("tenant-add")
     for line in tenant_admin.add(name, int(port or 0)):
@@ -178,9 +183,10 @@ def test(c, k="", fast=False, x=False):
     backups, volumes), removed at the end, also after a failure or Ctrl-C; one left by a killed run is
     removed by the next. No other instance, the default one included, is read or changed.
     """
-    from ops import instances, testenv
     from deployment import ports
     from deployment.instance import INSTANCE_VAR
+    from ops.deploy import instances
+    from ops.engine import testenv
 
     if not fast:
         _need_root("the container tests")
@@ -214,7 +220,7 @@ def test(c, k="", fast=False, x=False):
 @_fail_cleanly
 def instances(c):
     """List the instances on this host: name, port block, kind (default, named, throwaway), containers, checkout."""
-    from ops import instances as inst
+    from ops.deploy import instances as inst
 
     for line in inst.listing() or ["no instance has been used on this host yet"]:
         print(line)
@@ -224,7 +230,7 @@ def instances(c):
 @_fail_cleanly
 def instance_remove(c, name, yes=False):
     """Remove a non-default instance whole: containers, volumes, networks, image tags, its files, its port block."""
-    from ops import instances as inst
+    from ops.deploy import instances as inst
 
     _need_root("instance-remove")
     if not yes:
@@ -237,7 +243,8 @@ def instance_remove(c, name, yes=False):
 @_fail_cleanly
 def bgsave(c, timeout=600):
     """Take a fresh RDB snapshot now and wait until Redis confirms it (LASTSAVE moved, status ok)."""
-    from ops import bgsave as bg, redis_admin
+    from ops.data import bgsave as bg
+    from ops.deploy import redis_admin
 
     client = redis_admin.operator(timeout=30)
     redis_admin.ping_or_explain(client)
@@ -248,7 +255,7 @@ def bgsave(c, timeout=600):
 @_fail_cleanly
 def backup(c, keep=7):
     """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified."""
-    from ops import backup as bk
+    from ops.data import backup as bk
 
     bk.create(keep=int(keep))
 
@@ -258,7 +265,7 @@ def backup(c, keep=7):
 @_fail_cleanly
 def restore(c, backup, yes=False):
     """Restore a verified backup: Redis (RDB + AOF) and tenant databases; current data is kept aside first."""
-    from ops import restore as rs
+    from ops.data import restore as rs
 
     def confirm(question: str) -> None:
         if not sys.stdin.isatty():
@@ -280,8 +287,8 @@ def restore(c, backup, yes=False):
 def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=False, batch_size=5000):
     """Delete old task/group results in batches, and stale Celery keys under the tenant's Redis prefix."""
     from deployment.durations import parse_duration
-
-    from ops import containers, redis_admin, redis_artifacts
+    from ops.data import flush as redis_artifacts
+    from ops.deploy import containers, redis_admin
 
     try:
         age = parse_duration(older_than)
@@ -309,7 +316,7 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
 @_fail_cleanly
 def tools_login(c):
     """Show how to open redis-commander (tools profile, `./invoke up --tools`): its URL, user and password."""
-    from ops import tools
+    from ops.secrets import commander as tools
 
     _need_root("tools-login")  # envs/redis.env is readable by root only
     for line in tools.login_lines(secrets.redis_settings()):
@@ -322,7 +329,7 @@ def tools_login(c):
 @_fail_cleanly
 def bench(c, n=5000, rounds=2, keys=1_000_000, rows=1_000_000, quick=False):
     """Measure throughput, latency, the price of hardening, backup/restore and flush, side by side."""
-    from ops import bench as b
+    from ops.bench import run as b
 
     _need_root("bench")
     if quick:

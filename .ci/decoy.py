@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.pop("TENANTSTACK_INSTANCE", None)  # the default instance, as an operator has it
 
-from ops import backup, health, redis_admin  # noqa: E402
-from ops.paths import BACKUPS, ENVS, INSTANCE, SECRETS  # noqa: E402
+from ops.config.paths import BACKUPS, ENVS, INSTANCE, SECRETS  # noqa: E402
+from ops.data import backup  # noqa: E402
+from ops.deploy import health, redis_admin
 
 MARKER = "ops:ci-decoy"
 SERVICES = ["redis", "tenant-a-web", "tenant-a-worker", "tenant-a-beat"]

@@ -1,6 +1,6 @@
 """The one renderer of Redis' access rules: every ACL user's rule and the auth file Redis includes.
 
-Nothing else builds an ACL rule. ops/acl.py's `apply()` is the one writer: it puts these rules
+Nothing else builds an ACL rule. ops/secrets/acl.py's `apply()` is the one writer: it puts these rules
 wherever they must be (the auth file read at every Redis start, and the live Redis), so two writers
 can never undo each other. Each rule starts with `reset`, so a rule is always the whole truth.
 """

@@ -2,7 +2,7 @@
 
 TENANT_SETTINGS drives the generated envs/tenant-<name>.env, the committed *.env.example files
 (tests/test_model.py proves they are exactly what `render_example` writes) and the validation on both
-sides: ops/tenants.py on the host and tenantstack/env.py in the containers call `problems()`/`integer()`.
+sides: ops/config/tenants.py on the host and tenantstack/env.py in the containers call `problems()`/`integer()`.
 REDIS_SETTINGS does the same for envs/redis.env. To add a tenant setting, add one row here.
 """
 from dataclasses import dataclass

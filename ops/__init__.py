@@ -1,1 +1,11 @@
-"""Host-side operations for tenantstack, used by tasks.py. Facts of the deployment come from `deployment`."""
+"""Host-side operations for tenantstack, used by tasks.py. Facts of the deployment come from `deployment`.
+
+Layers, bottom up (each imports only those below it):
+  config   readers of the instance's configuration (paths, env files, tenants); nothing of ops
+  core     the one error type, the one subprocess runner, the one waiter
+  engine   the host's container engine: find or provision it, base image, healthcheck runner, host packages
+  deploy   running the deployment: Compose calls, containers, health, preflight, instances, Redis admin client
+  secrets  generating secrets and certificates; the one writer of ACL rules; tenant-add
+  data     what holds data: bgsave, backup and restore (one backup format), flush-results
+  bench    the benchmark
+"""

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import bgsave as bg
-from ops.errors import OpsError
+from ops.core.errors import OpsError
+from ops.data import bgsave as bg
 from tests.support import local_redis
 
 

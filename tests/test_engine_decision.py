@@ -1,5 +1,5 @@
 """Engine detection picks the right branch and says clearly why."""
-from ops.engine import Facts, decide, os_ids
+from ops.engine.provision import Facts, decide, os_ids
 
 DEBIAN = frozenset({"debian"})
 

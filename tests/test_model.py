@@ -90,7 +90,7 @@ def test_every_rule_starts_with_reset_and_the_auth_file_round_trips():
     assert acl.parse_users(acl.auth_conf(redis_env, {"a": "pa", "b": "pb"})) == rules
 
 
-ACL_WRITERS = {"deployment/acl.py", "ops/acl.py"}
+ACL_WRITERS = {"deployment/acl.py", "ops/secrets/acl.py"}
 ACL_SIGNS = re.compile(r"SETUSER|DELUSER|resetchannels|resetkeys|[\"']user [^\"']*\bon >")
 
 

@@ -3,12 +3,12 @@ import hashlib
 
 import pytest
 
-from ops import secrets, tls
-from ops.envfile import require
-from ops.errors import OpsError
 from deployment import envs
-from ops.envfile import rel
-from ops.paths import ENVS, REDIS_AUTH_CONF, REDIS_ENV, SECRETS, TLS
+from ops.config.envfile import rel, require
+from ops.config.paths import ENVS, REDIS_AUTH_CONF, REDIS_ENV, SECRETS, TLS
+from ops.core.errors import OpsError
+from ops.secrets import generate as secrets
+from ops.secrets import tls
 from tests.support.deployment import invoke
 
 

@@ -1,6 +1,6 @@
 """Benchmark drivers that run inside a tenant container: `python -m jobs.bench burst|paced|flush ...`.
 
-Each prints one JSON object on stdout; `invoke bench` (ops/bench.py) runs them side by side.
+Each prints one JSON object on stdout; `invoke bench` (ops/bench/run.py) runs them side by side.
   burst N            publish N no-op tasks as fast as possible, wait until all are SUCCESS in the database
   paced RATE SECS    publish at a steady RATE per second for SECS seconds; queue latency percentiles
   flush ROWS         batched flush vs django-celery-results' delete_expired on identical ROWS-row copies

@@ -73,7 +73,7 @@ def test_the_forwarder_itself_works_when_hostname_checking_is_off(local_redis, t
 
 
 def test_refuses_a_server_signed_by_another_ca(local_redis, tmp_path):
-    from ops import tls
+    from ops.secrets import tls
 
     other_ca, other_key = tmp_path / "other-ca.crt", tmp_path / "other-ca.key"
     tls.make_ca(other_ca, other_key, cn="someone else's CA")

@@ -1,7 +1,7 @@
 """Tenant a's broker credentials cannot read or touch tenant b's queue, keys or channels (Redis ACL)."""
 import pytest
-import redis
 
+import redis
 from deployment import naming
 from tests.app.tenant_apps import tenant_app, tenant_config
 

@@ -31,8 +31,8 @@ def test_echo_round_trip_through_web_worker_and_result_backend(client, worker_a)
 
 def test_a_queued_task_reads_pending_not_unknown(client, worker_a):
     """The PENDING row written at enqueue time tells a queued task from an unknown id."""
-    from jobs.healthcheck import worker_node_name
     from deployment import naming
+    from jobs.healthcheck import worker_node_name
     from tenantstack.celery import app
 
     node, queue = worker_node_name(), naming.queue_name("a")

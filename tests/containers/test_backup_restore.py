@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from ops import compose
-from ops.paths import BACKUPS
+from ops.config.paths import BACKUPS
+from ops.deploy import compose
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
@@ -152,7 +152,7 @@ def test_corrupt_backup_is_refused_and_live_data_unchanged(good_backup, mutation
 
 @pytest.mark.parametrize("target", ["redis/dump.rdb", "redis/appendonlydir/appendonly.aof.1.incr.aof"])
 def test_corruption_with_matching_checksums_is_caught_by_the_redis_checkers(good_backup, target, tmp_path):
-    from ops import backup as bk
+    from ops.data import backup as bk
 
     copy = tmp_path / good_backup.name
     shutil.copytree(good_backup, copy)
@@ -193,7 +193,7 @@ def test_bgsave_reports_success_only_after_lastsave_moved():
 
 
 def test_backup_retention_removes_only_the_oldest_after_verifying(tmp_path):
-    from ops import backup as bk
+    from ops.data import backup as bk
 
     for _ in range(2):
         _backup()

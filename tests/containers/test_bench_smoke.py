@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ops.bench import RESULTS
+from ops.bench.run import RESULTS
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")

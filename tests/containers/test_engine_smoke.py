@@ -5,9 +5,9 @@ import subprocess
 import textwrap
 from datetime import datetime
 
-from ops import engine
-from ops.engine import COMPOSE_ENV
-from ops.paths import INSTANCE
+from ops.config.paths import INSTANCE
+from ops.engine import provision as engine
+from ops.engine.provision import COMPOSE_ENV
 
 SMOKE = f"{INSTANCE.name}-smoke"  # a project of its own, named after the test instance
 SMOKE_IMAGE = f"{SMOKE}:local"

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from tests.support import deployment as d
 from deployment import naming
+from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 OLD, NEW = 100_000, 1_000

@@ -6,10 +6,10 @@ import pytest
 
 from deployment import naming, ports
 from deployment.instance import DEFAULT
-from ops import instances
-from ops.envfile import read_env, rel
-from ops.paths import INSTANCE, ROOT
-from ops.tenants import env_path
+from ops.config.envfile import read_env, rel
+from ops.config.paths import INSTANCE, ROOT
+from ops.config.tenants import env_path
+from ops.deploy import instances
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")

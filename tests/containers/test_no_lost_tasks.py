@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from ops import compose
-from ops.paths import ARTIFACTS
-from ops.tenants import env_path
-from tests.support import deployment as d
 from deployment import naming
+from ops.config.paths import ARTIFACTS
+from ops.config.tenants import env_path
+from ops.deploy import compose
+from tests.support import deployment as d
 
 pytestmark = [pytest.mark.usefixtures("tenants_up"), pytest.mark.slow]
 N = 500

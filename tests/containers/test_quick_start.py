@@ -11,8 +11,8 @@ import pytest
 
 from deployment import ports
 from deployment.instance import INSTANCE_VAR
-from ops import instances
-from ops.paths import INSTANCE, ROOT
+from ops.config.paths import INSTANCE, ROOT
+from ops.deploy import instances
 from tests.support import deployment as d
 
 README_UP = "./invoke up --tenant a"

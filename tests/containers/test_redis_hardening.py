@@ -5,12 +5,12 @@ import subprocess
 import time
 
 import pytest
-import redis
 
-from ops import tls
-from ops.paths import INSTANCE, REDIS_SECRETS, TLS
-from tests.support import deployment as d
+import redis
 from deployment import naming
+from ops.config.paths import INSTANCE, REDIS_SECRETS, TLS
+from ops.secrets import tls
+from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("redis_up")
 PORT = INSTANCE.redis_port  # the test instance's host port
@@ -154,7 +154,7 @@ def test_operator_cannot_use_disabled_or_original_names(command):
 
 
 def test_operator_runs_renamed_config_get():
-    from ops import redis_admin
+    from ops.deploy import redis_admin
 
     c = d.client()
     assert redis_admin.config_get(c, "appendonly") == "yes"

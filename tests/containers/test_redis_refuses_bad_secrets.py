@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from ops import tls
-from ops.paths import INSTANCE, REDIS_CONF, REDIS_SECRETS, TLS
+from ops.config.paths import INSTANCE, REDIS_CONF, REDIS_SECRETS, TLS
+from ops.secrets import tls
 
 IMAGE = INSTANCE.image("redis")
 

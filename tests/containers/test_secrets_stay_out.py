@@ -4,9 +4,8 @@ import tarfile
 
 import pytest
 
-from ops.envfile import read_env
-from ops.envfile import rel
-from ops.paths import ENVS, INSTANCE, REDIS_ENV, ROOT, TLS
+from ops.config.envfile import read_env, rel
+from ops.config.paths import ENVS, INSTANCE, REDIS_ENV, ROOT, TLS
 
 
 def test_git_tracks_no_secret():

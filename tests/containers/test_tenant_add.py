@@ -2,14 +2,14 @@
 import subprocess
 
 import pytest
-import redis
 
-from ops import containers, redis_admin
-from ops.envfile import rel
-from ops.paths import INSTANCE, REDIS_AUTH_CONF, TLS
-from ops.tenants import env_path
-from tests.support import deployment as d
+import redis
 from deployment import naming
+from ops.config.envfile import rel
+from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, TLS
+from ops.config.tenants import env_path
+from ops.deploy import containers, redis_admin
+from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 

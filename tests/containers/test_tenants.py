@@ -5,13 +5,13 @@ import subprocess
 import time
 
 import pytest
-import redis
 
-from ops import compose
-from ops.envfile import rel
-from ops.tenants import env_path, web_port_of
-from tests.support import deployment as d
+import redis
 from deployment import naming
+from ops.config.envfile import rel
+from ops.config.tenants import env_path, web_port_of
+from ops.deploy import compose
+from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 
@@ -101,7 +101,7 @@ def test_every_key_and_channel_carries_its_tenant_prefix():
     d.post_echo("b", "prefix-check")
     c = d.client()
     keys = [k.decode() for k in c.scan_iter(count=1000)]
-    from ops.tenants import known_names
+    from ops.config.tenants import known_names
 
     allowed = tuple(naming.key_prefix(t) for t in known_names())
     tenant_keys = [k for k in keys if not k.startswith("ops:")]

@@ -11,12 +11,13 @@ import urllib.parse
 import urllib.request
 
 import pytest
+
 import redis
 from deployment import naming
-
-from ops import testenv, tools
-from ops.paths import ARTIFACTS, COMMANDER_SETTINGS
 from deployment.instance import UIDS
+from ops.config.paths import ARTIFACTS, COMMANDER_SETTINGS
+from ops.engine import testenv
+from ops.secrets import commander as tools
 from tests.support.deployment import client, container, inspect, invoke, redis_env
 
 # What Chromium needs to run headless as root in a container-less sandbox with no network of its own.

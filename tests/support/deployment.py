@@ -4,12 +4,11 @@ import subprocess
 from pathlib import Path
 
 import redis
-
-from ops import compose
-from ops.envfile import read_env
-from ops.paths import INSTANCE, REDIS_ENV, ROOT, TLS
-from ops.tenants import env_path
 from deployment import naming
+from ops.config.envfile import read_env
+from ops.config.paths import INSTANCE, REDIS_ENV, ROOT, TLS
+from ops.config.tenants import env_path
+from ops.deploy import compose
 
 INVOKE = str(ROOT / "invoke")
 
@@ -59,7 +58,7 @@ def compose_run(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def web_url(tenant: str, path: str) -> str:
-    from ops.tenants import web_port_of
+    from ops.config.tenants import web_port_of
 
     return f"http://127.0.0.1:{web_port_of(tenant)}{path}"
 

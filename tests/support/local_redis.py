@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-
-from deployment import acl, envs
-from ops import secrets as ops_secrets
-from ops import tls
-from ops.paths import REDIS_CONF
-from deployment import naming
+from deployment import acl, envs, naming
+from ops.config.paths import REDIS_CONF
+from ops.secrets import generate as ops_secrets
+from ops.secrets import tls
 
 TENANTS = ("a", "b")
 

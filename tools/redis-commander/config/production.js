@@ -2,7 +2,7 @@
 // tenantstack's settings for redis-commander, merged by node-config over the package's default.json.
 //
 // Nothing secret is in the image. Passwords come from /run/secrets/commander/settings.json, which
-// `./invoke up` / `./invoke init` render from envs/redis.env (ops/tools.py); TLS material from the
+// `./invoke up` / `./invoke init` render from envs/redis.env (ops/secrets/commander.py); TLS material from the
 // mounted CA, client certificate and key. Behaviour flags (--read-only, --use-scan, ...) are on the
 // command line in compose/compose.yaml, where operators see them.
 const crypto = require('crypto');

@@ -2,8 +2,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from jobs.cleanup import DEFAULT_BATCH_SIZE, delete_results_older_than
 from deployment.durations import DURATION_HELP, parse_duration
+from jobs.cleanup import DEFAULT_BATCH_SIZE, delete_results_older_than
 
 
 class Command(BaseCommand):

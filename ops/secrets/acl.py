@@ -8,13 +8,12 @@ that are gone (a removed tenant). Nothing else in the project writes or sends an
 import os
 
 import redis
-
 from deployment import acl
 from deployment.instance import UIDS
-
-from . import tenants, tools
-from .envfile import read_env, redis_settings, rel, write_private
-from .paths import REDIS_AUTH_CONF, REDIS_SECRETS
+from ops.config import tenants
+from ops.config.envfile import read_env, redis_settings, rel, write_private
+from ops.config.paths import REDIS_AUTH_CONF, REDIS_SECRETS
+from ops.secrets import commander as tools
 
 
 def _passwords(tenant_names) -> dict[str, str]:
@@ -42,7 +41,7 @@ def apply(tenant_names=None, live: bool = True) -> list[str]:
 
 
 def _apply_live(changed: dict[str, list[str]], removed: list[str]) -> str:
-    from . import redis_admin
+    from ops.deploy import redis_admin
 
     try:
         client = redis_admin.operator(timeout=5)

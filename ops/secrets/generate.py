@@ -3,7 +3,7 @@
 Sources of truth, all git-ignored, per instance (deployment/instance.py says where):
   envs/redis.env, envs/tenant-<name>.env   passwords and renamed command names (rows: deployment/envs.py)
   secrets/tls/                              private CA, server and client certificates
-Derived on every run by ops/acl.py (never edited by hand):
+Derived on every run by ops/secrets/acl.py (never edited by hand):
   secrets/redis/auth.conf, health.pass, secrets/commander/settings.json
 """
 import os
@@ -12,11 +12,11 @@ from pathlib import Path
 
 from deployment import envs, naming
 from deployment.instance import UIDS
-
-from . import tenants, tls
-from .envfile import read_env, redis_settings, rel, write_private
-from .errors import OpsError
-from .paths import INSTANCE, REDIS_AUTH_CONF, REDIS_ENV, TLS
+from ops.config import tenants
+from ops.config.envfile import read_env, redis_settings, rel, write_private
+from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, REDIS_ENV, TLS
+from ops.core.errors import OpsError
+from ops.secrets import tls
 
 __all__ = ["certificate_names", "check_all", "generate", "init", "missing", "redis_settings"]
 
@@ -107,7 +107,7 @@ def _chown_keys(tenant_names) -> None:
 
 def init(rotate: bool = False) -> list[str]:
     """Create whatever secret is missing (everything with rotate). Returns one report line per file."""
-    from . import acl
+    from ops.secrets import acl
 
     if os.geteuid() != 0:
         raise OpsError("`invoke init` must run as root: it gives each key to its container's user (try `sudo ./invoke init`)")

@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deployment import naming
-
-from . import bgsave as bg
-from . import containers, redis_admin, tenants
-from .envfile import rel
-from .errors import OpsError, timed
-from .paths import BACKUPS
+from ops.config import tenants
+from ops.config.envfile import rel
+from ops.config.paths import BACKUPS
+from ops.core.errors import OpsError, timed
+from ops.data import bgsave as bg
+from ops.deploy import containers, redis_admin
 
 FORMAT = 1
 AOF_DIR = "appendonlydir"

@@ -1,10 +1,11 @@
 """`invoke tenant-add`: everything a new tenant needs, without editing any compose file."""
 from deployment import envs, naming
-
-from . import acl, secrets, tenants
-from .envfile import rel, write_private
-from .errors import OpsError
-from .paths import INSTANCE
+from ops.config import tenants
+from ops.config.envfile import rel, write_private
+from ops.config.paths import INSTANCE
+from ops.core.errors import OpsError
+from ops.secrets import acl
+from ops.secrets import generate as secrets
 
 
 def add(name: str, port: int = 0) -> list[str]:

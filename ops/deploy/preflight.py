@@ -5,11 +5,10 @@ import socket
 
 from deployment import ports
 from deployment.instance import DEFAULT
-
-from . import compose
-from .errors import OpsError
-from .envfile import rel
-from .paths import INSTANCE
+from ops.config.envfile import rel
+from ops.config.paths import INSTANCE
+from ops.core.errors import OpsError
+from ops.deploy import compose
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -2,8 +2,7 @@
 import time
 
 import redis
-
-from .errors import OpsError
+from ops.core.errors import OpsError
 
 
 def _info(client: redis.Redis) -> dict:

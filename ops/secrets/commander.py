@@ -9,9 +9,8 @@ import json
 import os
 
 from deployment import acl, naming
-
-from .envfile import write_private
-from .paths import COMMANDER_SETTINGS, INSTANCE
+from ops.config.envfile import write_private
+from ops.config.paths import COMMANDER_SETTINGS, INSTANCE
 
 SERVICE = naming.TOOLS_SERVICE
 REDIS_HOST = naming.REDIS_SERVICE  # the Compose service name; also in the server certificate's SANs

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import OpsError
+from ops.core.errors import OpsError
 
 BASE_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"

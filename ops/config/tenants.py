@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployment import envs, naming
-
-from .envfile import read_env, rel, require
-from .errors import OpsError
-from .paths import ENVS, EXAMPLES, INSTANCE
+from deployment.errors import DeploymentError as OpsError
+from ops.config.envfile import read_env, rel, require
+from ops.config.paths import ENVS, EXAMPLES, INSTANCE
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import apt
-from .errors import OpsError
-from .paths import ROOT
+from ops.core.errors import OpsError
+from ops.engine import apt
 
 PODMAN_SOCKET = Path("/run/podman/podman.sock")
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
@@ -230,7 +229,7 @@ def start_healthcheck_runner(log) -> None:
     """Run container healthchecks on their intervals when Podman is the engine and nothing else does."""
     if not shutil.which("podman") or not _socket_answers(PODMAN_SOCKET):
         return
-    source = ROOT / "ops" / "healthcheck_runner.py"
+    source = Path(__file__).resolve().parent / "healthcheck_runner.py"
     changed = not RUNNER_INSTALLED.exists() or RUNNER_INSTALLED.read_bytes() != source.read_bytes()
     if changed:
         RUNNER_INSTALLED.parent.mkdir(parents=True, exist_ok=True)

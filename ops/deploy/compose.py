@@ -12,10 +12,17 @@ import subprocess
 import yaml
 
 from deployment import naming
-
-from . import build_ca, tenants
-from .engine import COMPOSE_ENV, compose_argv
-from .paths import COMPOSE_DIR, COMPOSE_FILE, INSTANCE, ROOT, TENANT_TEMPLATE, TENANTS_GENERATED
+from ops.config import tenants
+from ops.config.paths import (
+    COMPOSE_DIR,
+    COMPOSE_FILE,
+    INSTANCE,
+    ROOT,
+    TENANT_TEMPLATE,
+    TENANTS_GENERATED,
+)
+from ops.engine import build_ca
+from ops.engine.provision import COMPOSE_ENV, compose_argv
 
 ROLES = naming.ROLES
 TOOLS_PROFILE = "tools"

@@ -4,10 +4,9 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from .errors import OpsError
-
 from deployment.envs import PLACEHOLDER as EXAMPLE_VALUE  # noqa: F401  (re-exported for callers)
 from deployment.envs import Setting, problems
+from deployment.errors import DeploymentError as OpsError
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -30,8 +29,7 @@ def require(values: dict[str, str], table: tuple[Setting, ...], path: Path) -> N
 def redis_settings() -> dict[str, str]:
     """envs/redis.env of this instance, validated against its table."""
     from deployment import envs
-
-    from .paths import REDIS_ENV
+    from ops.config.paths import REDIS_ENV
 
     values = read_env(REDIS_ENV)
     require(values, envs.REDIS_SETTINGS, REDIS_ENV)
@@ -49,7 +47,7 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def rel(path: Path) -> str:
-    from .paths import ROOT
+    from ops.config.paths import ROOT
 
     try:
         return str(path.resolve().relative_to(ROOT))

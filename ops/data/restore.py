@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from deployment import naming
-
-from . import backup as bk
-from . import compose, containers, health, preflight, redis_admin, tenants
-from .envfile import rel
-from .errors import OpsError, timed
-from .paths import BACKUPS, ROOT
 from deployment.instance import UIDS
+from ops.config import tenants
+from ops.config.envfile import rel
+from ops.config.paths import BACKUPS, ROOT
+from ops.core.errors import OpsError, timed
+from ops.data import backup as bk
+from ops.deploy import compose, containers, health, preflight, redis_admin
 
 REDIS_VOLUME = naming.REDIS_DATA_VOLUME
 

@@ -9,8 +9,7 @@ import subprocess
 
 from deployment import ports
 from deployment.instance import DEFAULT, Instance, check_name
-
-from .errors import OpsError
+from ops.core.errors import OpsError
 
 LABEL = "com.docker.compose.project"
 

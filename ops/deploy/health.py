@@ -7,8 +7,8 @@ import json
 import subprocess
 import time
 
-from . import containers
-from .errors import OpsError
+from ops.core.errors import OpsError
+from ops.deploy import containers
 
 
 def states(services: list[str]) -> dict[str, str]:

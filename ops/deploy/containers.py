@@ -6,8 +6,8 @@ import tarfile
 import uuid
 from pathlib import Path
 
-from .errors import OpsError
-from .paths import COMPOSE_PROJECT, INSTANCE
+from ops.config.paths import COMPOSE_PROJECT, INSTANCE
+from ops.core.errors import OpsError
 
 
 def name(service: str) -> str:

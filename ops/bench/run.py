@@ -16,13 +16,13 @@ import threading
 import time
 
 from deployment import naming
-
-from . import backup as bk
-from . import bgsave as bg
-from . import compose, containers, redis_admin, tenants
-from .envfile import rel
-from .errors import OpsError
-from .paths import BACKUPS, INSTANCE, ROOT
+from ops.config import tenants
+from ops.config.envfile import rel
+from ops.config.paths import BACKUPS, INSTANCE, ROOT
+from ops.core.errors import OpsError
+from ops.data import backup as bk
+from ops.data import bgsave as bg
+from ops.deploy import compose, containers, redis_admin
 
 RESULTS = INSTANCE.home / "bench" / "results.json"  # per instance: a test run never overwrites yours
 PLAIN_REDIS = INSTANCE.container("bench-redis")
@@ -149,7 +149,7 @@ def backup_restore(keys: int, log) -> dict:
         path = bk.create(keep=10_000, log=lambda m: None)
         backup_s = time.monotonic() - t0
         made.append(path)
-        from .restore import restore
+        from ops.data.restore import restore
 
         t0 = time.monotonic()
         aside = restore(path.name, assume_yes=True, confirm=None, log=lambda m: None)

@@ -1,10 +1,8 @@
 """Operator connections to the instance's Redis from the host (127.0.0.1, its Redis port, TLS, default user)."""
 import redis
-
-
-from .errors import OpsError
-from .envfile import redis_settings
-from .paths import INSTANCE, TLS
+from ops.config.envfile import redis_settings
+from ops.config.paths import INSTANCE, TLS
+from ops.core.errors import OpsError
 
 HOST = "127.0.0.1"
 

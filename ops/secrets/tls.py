@@ -9,9 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from deployment import naming
-
-from .envfile import rel, write_private
-from .errors import OpsError
+from ops.config.envfile import rel, write_private
+from ops.core.errors import OpsError
 
 CA_DAYS = 3650
 LEAF_DAYS = 825

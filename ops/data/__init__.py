@@ -1,0 +1,1 @@
+"""What holds data: bgsave, backup and restore (sharing one backup format), flush-results."""

@@ -1,0 +1,1 @@
+"""Secrets of an instance: generation (generate), certificates (tls), the one ACL writer (acl), redis-commander's logins, tenant-add."""
