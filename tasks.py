@@ -30,10 +30,10 @@ def _fail_cleanly(fn):
         try:
             return fn(*args, **kwargs)
         except DeploymentError as exc:  # OpsError and the model's own errors
-            raise Exit(f"error: {exc}", code=2)
+            raise Exit(f"error: {exc}", code=2) from None
         except subprocess.CalledProcessError as exc:
             raise Exit(f"error: command failed with exit code {exc.returncode}: {' '.join(map(str, exc.cmd))[:300]}",
-                       code=exc.returncode or 1)
+                       code=exc.returncode or 1) from None
     return wrapper
 
 
@@ -44,7 +44,8 @@ def _selected(tenant, all_tenants=False) -> list:
 
 def _need_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise OpsError(f"{what} must run as root on this machine (it manages containers and secrets): use sudo ./invoke ...")
+        raise OpsError(f"{what} must run as root on this machine (it manages containers and secrets): "
+                       "use sudo ./invoke ...")
 
 
 @task(name="engine")
@@ -218,6 +219,18 @@ def test(c, k="", fast=False, x=False):
 
 @task
 @_fail_cleanly
+def lint(c):
+    """Run every linter (ruff, shellcheck, hadolint, yamllint, Compose spec validation): zero findings or exit 1."""
+    from ops import lint as linters
+
+    failed = linters.run_all()
+    if failed:
+        raise Exit(f"lint: findings from {', '.join(failed)}", code=1)
+    print("lint: all clean")
+
+
+@task
+@_fail_cleanly
 def instances(c):
     """List the instances on this host: name, port block, kind (default, named, throwaway), containers, checkout."""
     from ops.deploy import instances as inst
@@ -293,14 +306,15 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
-        raise OpsError(f"--older-than {exc}")
+        raise OpsError(f"--older-than {exc}") from None
     selected = _selected(tenant, all_tenants)
     if not selected:
         raise OpsError("name a tenant with --tenant NAME, or use --all-tenants")
     not_running = [t.name for t in selected if not containers.is_running(t.service("web"))]
     if not_running:
         raise OpsError(f"tenant {', '.join(not_running)} is not running: start it with "
-                       f"`./invoke up {' '.join('--tenant ' + n for n in not_running)}` (its database lives in its volume)")
+                       f"`./invoke up {' '.join('--tenant ' + n for n in not_running)}` "
+                       "(its database lives in its volume)")
     client = redis_admin.operator(timeout=30)
     redis_admin.ping_or_explain(client)
     for t in selected:

@@ -20,12 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.pop("TENANTSTACK_INSTANCE", None)  # the default instance, as an operator has it
 
+from deployment import naming  # noqa: E402
 from ops.config.paths import BACKUPS, ENVS, INSTANCE, SECRETS  # noqa: E402
 from ops.data import backup  # noqa: E402
-from ops.deploy import health, redis_admin
+from ops.deploy import health, redis_admin  # noqa: E402
 
 MARKER = "ops:ci-decoy"
-SERVICES = ["redis", "tenant-a-web", "tenant-a-worker", "tenant-a-beat"]
+SERVICES = [naming.REDIS_SERVICE, *(naming.service_name("a", role) for role in naming.ROLES)]
 
 
 def _digests() -> dict[str, str]:
@@ -36,7 +37,7 @@ def _digests() -> dict[str, str]:
 def _started() -> dict[str, str]:
     out = subprocess.run(["docker", "inspect", "--format", "{{.State.StartedAt}}",
                           *[INSTANCE.container(s) for s in SERVICES]], capture_output=True, text=True, check=True)
-    return dict(zip(SERVICES, out.stdout.split()))
+    return dict(zip(SERVICES, out.stdout.split(), strict=True))
 
 
 def plant(state: Path) -> None:
@@ -46,17 +47,14 @@ def plant(state: Path) -> None:
     for _ in range(2):
         out = subprocess.run([str(ROOT / "invoke"), "backup"], cwd=ROOT, capture_output=True, text=True, check=True)
         made.append(re.search(r"verified in [\d.]+s: (\S+)", out.stdout).group(1).rsplit("/", 1)[-1])
-    state.write_text(json.dumps({"marker": value, "backups": made, "all_backups": sorted(p.name for p in BACKUPS.iterdir() if p.is_dir()),
+    folders = sorted(p.name for p in BACKUPS.iterdir() if p.is_dir())
+    state.write_text(json.dumps({"marker": value, "backups": made, "all_backups": folders,
                                  "files": _digests(), "started": _started()}))
     print(f"decoy: planted {MARKER} and backups {', '.join(made)} on instance {INSTANCE.name}")
 
 
-def check(state: Path) -> int:
-    want = json.loads(state.read_text())
+def _backup_problems(want: dict) -> list[str]:
     problems = []
-    got = redis_admin.operator().get(MARKER)
-    if got is None or got.decode() != want["marker"]:
-        problems.append(f"marker {MARKER} is {got!r}, not what was planted")
     missing = [b for b in want["all_backups"] if not (BACKUPS / b).exists()]
     if missing:
         problems.append(f"backups gone: {', '.join(missing)}")
@@ -66,6 +64,15 @@ def check(state: Path) -> int:
                 backup.verify(BACKUPS / name, log=lambda m: None)
             except Exception as exc:  # noqa: BLE001 - report whatever broke it
                 problems.append(f"backup {name} no longer verifies: {exc}")
+    return problems
+
+
+def check(state: Path) -> int:
+    want = json.loads(state.read_text())
+    problems = _backup_problems(want)
+    got = redis_admin.operator().get(MARKER)
+    if got is None or got.decode() != want["marker"]:
+        problems.append(f"marker {MARKER} is {got!r}, not what was planted")
     changed = [f for f, h in want["files"].items() if _digests().get(f) != h]
     if changed:
         problems.append(f"env files or secrets changed: {', '.join(changed[:5])}")

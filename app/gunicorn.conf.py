@@ -5,12 +5,13 @@ stops the web container with one `config error: ...` line.
 """
 import os
 
+from deployment import naming
 from tenantstack import env
 
 env.load_or_exit()
 
 wsgi_app = "tenantstack.wsgi:application"
-bind = ["0.0.0.0:8000"]
+bind = [f"0.0.0.0:{naming.WEB_CONTAINER_PORT}"]
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 4

@@ -60,6 +60,6 @@ def parse_users(text: str) -> dict[str, list[str]]:
     out = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0] == "user":
+        if parts[:1] == ["user"] and len(parts) > 1:
             out[parts[1]] = parts[2:]
     return out

@@ -27,6 +27,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 NAME_RULE = "a lowercase letter, then up to 30 lowercase letters, digits or dashes"
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 IMAGE_REPO = "tenantstack"
+COMPONENTS = ("redis", "app", "redis-commander")  # the images an instance builds
 # UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
 UIDS = {"redis": 999, "app": 10001, "commander": 10002}
 
@@ -109,7 +110,9 @@ class Instance:
         return "local" if self.is_default else self.name
 
     def image(self, component: str) -> str:
-        """component: redis, app or redis-commander."""
+        """component: one of COMPONENTS."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown image component {component!r}: one of {', '.join(COMPONENTS)}")
         return f"{IMAGE_REPO}/{component}:{self.image_tag}"
 
     # ---- host ports --------------------------------------------------------------------------
@@ -147,7 +150,7 @@ class Instance:
         return {
             "TS_REDIS_IMAGE": self.image("redis"),
             "TS_APP_IMAGE": self.image("app"),
-            "TS_COMMANDER_IMAGE": self.image("redis-commander"),
+            "TS_COMMANDER_IMAGE": self.image(naming.TOOLS_SERVICE),
             "TS_SECRETS": str(self.secrets),
             "TS_REDIS_PORT": str(self.redis_port),
             "TS_TOOLS_PORT": str(self.tools_port),

@@ -61,7 +61,7 @@ def _locked():
     path = registry_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_suffix(".lock"), "a")
+        lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed by the `with` right below
     except OSError as exc:
         raise DeploymentError(f"cannot write the instance registry in {path.parent} ({exc.strerror}): "
                               f"run as root, or set {STATE_DIR_VAR} to a folder you own") from None
@@ -70,7 +70,8 @@ def _locked():
         try:
             data = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
-            raise DeploymentError(f"{path} is not valid JSON: fix it or move it aside (it only records port blocks)") from None
+            raise DeploymentError(f"{path} is not valid JSON: fix it or move it aside "
+                                  "(it only records port blocks)") from None
         data.setdefault("instances", {})
         before = json.dumps(data, sort_keys=True)
         yield data
@@ -102,15 +103,16 @@ def claim(name: str, root: Path, default: bool) -> int:
             instances[name] = {**(entry or {}), "block": 0}
             return 0
         if entry and entry.get("root") not in (None, str(root)) and _root_alive(entry):
-            raise DeploymentError(f"instance '{name}' belongs to the checkout at {entry['root']}: pick another name "
-                                  f"with TENANTSTACK_INSTANCE, or remove it there with `./invoke instance-remove {name}`")
+            raise DeploymentError(f"instance '{name}' belongs to the checkout at {entry['root']}: pick another "
+                                  f"name with TENANTSTACK_INSTANCE, or remove it there with "
+                                  f"`./invoke instance-remove {name}`")
         if entry is None:
             used = {e["block"] for e in instances.values()} | {0}
             free = [b for b in range(1, MAX_BLOCK + 1) if b not in used]
             if not free:
                 raise DeploymentError(f"all {MAX_BLOCK} port blocks are in use ({registry_path()}): "
                                       "remove an instance with `./invoke instance-remove NAME`")
-            entry = {"block": free[0], "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            entry = {"block": free[0], "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
             owner = os.environ.get(THROWAWAY_VAR)
             if owner:
                 entry["owner_pid"] = int(owner)

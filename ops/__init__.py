@@ -8,4 +8,5 @@ Layers, bottom up (each imports only those below it):
   secrets  generating secrets and certificates; the one writer of ACL rules; tenant-add
   data     what holds data: bgsave, backup and restore (one backup format), flush-results
   bench    the benchmark
+  lint     every linter (above all layers: it regenerates what Compose reads, then checks it)
 """

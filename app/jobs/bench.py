@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC
 
 
 def _setup():
@@ -31,12 +32,12 @@ def _wait(run: str, n: int, since: float, timeout: float) -> tuple[float, list[f
     Polls gently (the poll competes with the workers for the CPU and the database) and takes the finish
     time from the rows' own date_done, so the polling interval does not blur the measurement.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from django.db.models import Max
     from django_celery_results.models import TaskResult
 
-    rows = TaskResult.objects.filter(date_done__gte=datetime.fromtimestamp(since, timezone.utc),
+    rows = TaskResult.objects.filter(date_done__gte=datetime.fromtimestamp(since, UTC),
                                      task_name="jobs.tasks.noop", status="SUCCESS", task_kwargs__contains=run)
     deadline = time.monotonic() + timeout
     while (done := rows.count()) < n:
@@ -146,7 +147,7 @@ def flush(rows: int, fresh: int = 1000) -> dict:
         shutil.copyfile(os.path.join(dirs["batched"], "db.sqlite3"), os.path.join(dirs["delete_expired"], "db.sqlite3"))
         for method, d in dirs.items():
             child = subprocess.run([sys.executable, "-c", FLUSH_CHILD, method], env=_env(d), capture_output=True,
-                                   text=True)
+                                   check=False, text=True)
             if child.returncode != 0:
                 raise SystemExit(f"bench: {method} failed: {(child.stderr.strip().splitlines() or ['?'])[-1]}")
             report = json.loads(child.stdout.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """Container healthchecks: `python -m jobs.healthcheck web|worker|beat`. Exit 0 healthy, 1 not, one line why.
 
-web:    GET http://127.0.0.1:8000/healthz answers 200 (database and broker both ok).
+web:    GET http://127.0.0.1:<web container port>/healthz answers 200 (database and broker both ok).
 worker: this container's worker node (celery@<hostname>) answers a broadcast ping via the broker.
 beat:   DATA_DIR/beat.heartbeat was touched less than BEAT_MAX_AGE seconds ago.
 """
@@ -10,8 +10,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 
-WEB_URL = "http://127.0.0.1:8000/healthz"
+from deployment import naming
+
+WEB_URL = f"http://127.0.0.1:{naming.WEB_CONTAINER_PORT}/healthz"
 BEAT_MAX_AGE = 60  # seconds; beat ticks at least every beat_max_loop_interval (10 s)
 TIMEOUT = 5
 
@@ -24,7 +27,7 @@ def worker_node_name(hostname: str | None = None) -> str:
 def check_web(url: str = WEB_URL, timeout: float = TIMEOUT) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed local URL
-            return None if response.status == 200 else f"{url} answered {response.status}"
+            return None if response.status == HTTPStatus.OK else f"{url} answered {response.status}"
     except urllib.error.HTTPError as exc:
         return f"{url} answered {exc.code}: {exc.read(300).decode(errors='replace')}"
     except OSError as exc:

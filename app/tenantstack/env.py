@@ -28,6 +28,7 @@ INIT_FIX = "run ./invoke init"
 TLS_FIX = "run ./invoke init on the host (it issues the certificates and gives each key to its user)"
 TLS_MOUNT_FIX = f"{TLS_FIX} and check the TLS mounts of the tenant's containers"
 
+DEFAULT_VISIBILITY = int(envs.TENANT["CELERY_VISIBILITY_TIMEOUT"].default)
 # The container's wiring (where Compose mounts things); the tenant's own settings and their defaults
 # come from the one table in deployment/envs.py.
 DEFAULTS = {
@@ -222,7 +223,7 @@ class _Reader:
             self.problem(f"CELERY_VISIBILITY_TIMEOUT={visibility}",
                          f"not larger than CELERY_TASK_TIME_LIMIT={time_limit}",
                          "a task still running would be delivered a second time; "
-                         f"set it well above the time limit, e.g. {max(3600, time_limit * 2)}")
+                         f"set it well above the time limit, e.g. {max(DEFAULT_VISIBILITY, time_limit * 2)}")
         config = Config(
             tenant=tenant,
             secret_key=self.secret("DJANGO_SECRET_KEY"),

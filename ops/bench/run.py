@@ -10,8 +10,8 @@ Sections (each measured in this one run):
   warm_up      `./invoke up --tenant a` from stopped containers (images built) to all healthy
 """
 import json
+import shutil
 import statistics
-import subprocess
 import threading
 import time
 
@@ -19,7 +19,9 @@ from deployment import naming
 from ops.config import tenants
 from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, INSTANCE, ROOT
+from ops.core import run as runner
 from ops.core.errors import OpsError
+from ops.core.run import probe, wait_until
 from ops.data import backup as bk
 from ops.data import bgsave as bg
 from ops.deploy import compose, containers, redis_admin
@@ -32,11 +34,11 @@ FILL_BATCH = 10_000
 
 
 def _json_exec(container: str, *argv: str, timeout: float = 1800) -> dict:
-    run = subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True, timeout=timeout)
-    lines = run.stdout.strip().splitlines()
-    if run.returncode != 0 or not lines:
-        raise OpsError(f"bench step `{' '.join(argv[:4])}` in {container} failed: "
-                       f"{(run.stderr.strip().splitlines() or ['no output'])[-1]}")
+    done = runner.run(["docker", "exec", container, *argv], timeout=timeout,
+               what=f"bench step `{' '.join(argv[:4])}` in {container}")
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise OpsError(f"bench step `{' '.join(argv[:4])}` in {container} printed nothing")
     return json.loads(lines[-1])
 
 
@@ -49,8 +51,8 @@ def _worker(tenant: str) -> str:
 
 
 def _up(*tenant_names: str) -> None:
-    subprocess.run([str(ROOT / "invoke"), "up", *sum((["--tenant", t] for t in tenant_names), [])], check=True,
-                   stdout=subprocess.DEVNULL)
+    flags = [arg for t in tenant_names for arg in ("--tenant", t)]
+    runner.run([str(ROOT / "invoke"), "up", *flags], what="bench: ./invoke up")
 
 
 class PlainStack:
@@ -59,28 +61,24 @@ class PlainStack:
     def __enter__(self):
         self.__exit__()
         network = INSTANCE.network()
-        subprocess.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint",
-                        "redis-server", compose.image("redis"), "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
-                        "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
-                       check=True, capture_output=True)
+        runner.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint", "redis-server",
+             compose.image("redis"), "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
+            what="bench: starting the plain Redis")
         env_file = tenants.env_path("a")
-        subprocess.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
-                        "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
-                        "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
-                        "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", compose.image("app"), "worker"],
-                       check=True, capture_output=True)
-        deadline = time.monotonic() + 120
-        while subprocess.run(["docker", "exec", PLAIN_WORKER, "celery", "-A", "tenantstack", "inspect", "ping",
-                              "--timeout", "2"], capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                logs = subprocess.run(["docker", "logs", "--tail", "5", PLAIN_WORKER], capture_output=True, text=True)
-                raise OpsError(f"the plain bench worker did not start: {logs.stderr.strip()[-300:]}")
-            time.sleep(1)
+        runner.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
+             "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
+             "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
+             "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", compose.image("app"), "worker"],
+            what="bench: starting the plain worker")
+        ping = ["docker", "exec", PLAIN_WORKER, "celery", "-A", "tenantstack", "inspect", "ping", "--timeout", "2"]
+        wait_until(lambda: None if probe(ping).returncode == 0 else "its ping reply", timeout=120,
+                   what="bench: the plain worker", fix=f"see `docker logs {PLAIN_WORKER}`", interval=1)
         return self
 
     def __exit__(self, *exc):
-        subprocess.run(["docker", "rm", "-f", "-v", PLAIN_WORKER, PLAIN_REDIS], capture_output=True)
-        subprocess.run(["docker", "volume", "rm", "-f", BENCH_VOLUME], capture_output=True)
+        probe(["docker", "rm", "-f", "-v", PLAIN_WORKER, PLAIN_REDIS])
+        probe(["docker", "volume", "rm", "-f", BENCH_VOLUME])
 
 
 def throughput(n: int, log) -> dict:
@@ -144,7 +142,7 @@ def backup_restore(keys: int, log) -> dict:
         t0 = time.monotonic()
         bk.run_checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
         raw_check = time.monotonic() - t0
-        subprocess.run(["rm", "-rf", str(tmp)])
+        shutil.rmtree(tmp, ignore_errors=True)
         t0 = time.monotonic()
         path = bk.create(keep=10_000, log=lambda m: None)
         backup_s = time.monotonic() - t0
@@ -163,7 +161,7 @@ def backup_restore(keys: int, log) -> dict:
     finally:
         _clear(redis_admin.operator(timeout=120))
         for p in made:
-            subprocess.run(["rm", "-rf", str(p)])
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def flush(rows: int, log) -> dict:

@@ -15,7 +15,8 @@ def read_env(path: Path) -> dict[str, str]:
     try:
         values = dotenv_values(path)
     except OSError as exc:
-        raise OpsError(f"{rel(path)} is unreadable ({exc.strerror}): fix its permissions or run `./invoke init --rotate`")
+        raise OpsError(f"{rel(path)} is unreadable ({exc.strerror}): fix its permissions "
+                       "or run `./invoke init --rotate`") from None
     return {k: (v or "") for k, v in values.items()}
 
 

@@ -44,7 +44,8 @@ def load(name: str) -> Tenant:
     """The tenant, or one line naming the known tenants."""
     if name not in known_names():
         known = ", ".join(known_names()) or "none"
-        raise OpsError(f"unknown tenant '{name}': known tenants are {known} (add one with `./invoke tenant-add {name}`)")
+        raise OpsError(f"unknown tenant '{name}': known tenants are {known} "
+                       f"(add one with `./invoke tenant-add {name}`)")
     path = env_path(name)
     if not path.exists():
         raise OpsError(f"{rel(path)} is missing: run `./invoke init` to generate it from {rel(example_path(name))}")

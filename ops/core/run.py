@@ -29,13 +29,15 @@ def run(argv: list[str], *, what: str | None = None, check: bool = True, capture
     """Run argv to completion; with check, a non-zero exit is an OpsError naming `what` and the last output line."""
     what = what or shlex.join(argv[:3])
     try:
-        proc = subprocess.run(argv, capture_output=capture, text=text, timeout=timeout, env=env, cwd=cwd, input=input)
+        proc = subprocess.run(argv, capture_output=capture, text=text, timeout=timeout, env=env, cwd=cwd, input=input,
+                              check=False)  # checked below, into one line
     except FileNotFoundError:
         raise OpsError(f"{what}: {argv[0]} is not installed: run `./invoke engine` (or install it)") from None
     except subprocess.TimeoutExpired:
         raise OpsError(f"{what} did not finish within {timeout:.0f}s: check the engine (`docker info`)") from None
     if check and proc.returncode != 0:
-        raise OpsError(f"{what} failed (exit {proc.returncode}): {_last_line(proc.stderr or proc.stdout)}")
+        said = _last_line(proc.stderr or proc.stdout) if capture else "see its output above"
+        raise OpsError(f"{what} failed (exit {proc.returncode}): {said}")
     return proc
 
 

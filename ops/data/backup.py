@@ -35,7 +35,7 @@ DEFAULT_KEEP = 7
 
 
 def stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def sha256(path: Path) -> str:
@@ -115,7 +115,7 @@ def write_manifest(dest: Path, meta: dict, tenant_names: list[str]) -> dict:
     files = {}
     for path in sorted(p for p in dest.rglob("*") if p.is_file() and p.name != "manifest.json"):
         files[str(path.relative_to(dest))] = {"size": path.stat().st_size, "sha256": sha256(path)}
-    manifest = {"format": FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    manifest = {"format": FORMAT, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 **meta, "tenants": tenant_names, "files": files}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

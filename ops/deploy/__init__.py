@@ -1,1 +1,2 @@
-"""Running an instance: every Compose call (compose), containers and volumes, health, preflight, instances, Redis admin."""
+"""Running an instance: every Compose call (compose), containers and volumes, health, preflight, instances,
+and the operator's Redis client (redis_admin)."""

@@ -21,6 +21,7 @@ from ops.config.paths import (
     TENANT_TEMPLATE,
     TENANTS_GENERATED,
 )
+from ops.core.run import run as run_program
 from ops.engine import build_ca
 from ops.engine.provision import COMPOSE_ENV, compose_argv
 
@@ -92,8 +93,8 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
     argv = command(*args, profiles=profiles)
     if not quiet:
         print("+ " + shlex.join(argv), flush=True)
-    return subprocess.run(argv, cwd=ROOT, env=env(), check=check, text=True, timeout=timeout,
-                          capture_output=capture)
+    return run_program(argv, cwd=ROOT, env=env(), check=check, timeout=timeout, capture=capture,
+                       what=f"docker compose {args[0] if args else ''}".strip())
 
 
 def all_profiles() -> list[str]:

@@ -4,20 +4,18 @@
 every tenant's web is briefly unhealthy, so `up` would fail although all recover seconds later.
 """
 import json
-import subprocess
-import time
 
-from ops.core.errors import OpsError
+from ops.core.run import probe, wait_until
 from ops.deploy import containers
 
 
 def states(services: list[str]) -> dict[str, str]:
     """service -> healthy | starting | unhealthy | running (no healthcheck) | exited | missing."""
     names = [containers.name(s) for s in services]
-    out = subprocess.run(["docker", "inspect", *names], capture_output=True, text=True)
+    out = probe(["docker", "inspect", *names])
     found = {c["Name"].lstrip("/"): c for c in json.loads(out.stdout or "[]")}
     result = {}
-    for service, name in zip(services, names):
+    for service, name in zip(services, names, strict=True):
         c = found.get(name)
         if c is None:
             result[service] = "missing"
@@ -29,18 +27,11 @@ def states(services: list[str]) -> dict[str, str]:
     return result
 
 
+def _pending(services: list[str]) -> str | None:
+    pending = {s: st for s, st in states(services).items() if st not in ("healthy", "running")}
+    return ", ".join(f"{s} ({st})" for s, st in sorted(pending.items())) or None
+
+
 def wait(services: list[str], timeout: float, log=print) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        current = states(services)
-        pending = {s: st for s, st in current.items() if st not in ("healthy", "running")}
-        if not pending:
-            return
-        summary = ", ".join(f"{s} ({st})" for s, st in sorted(pending.items()))
-        if summary != last:
-            log(f"up: waiting for {summary}")
-            last = summary
-        if time.monotonic() > deadline:
-            raise OpsError(f"not healthy after {timeout:.0f}s: {summary}: see `./invoke logs --service <name>`")
-        time.sleep(0.5)
+    wait_until(lambda: _pending(services), timeout=timeout, what="up", log=log,
+               fix="see `./invoke logs --service <name>`")

@@ -5,11 +5,12 @@ it also cleans an instance whose checkout or generated files are gone. It never 
 instance: that one holds the operator's data, and `./invoke down --volumes --yes` is the explicit way.
 """
 import shutil
-import subprocess
+from pathlib import Path
 
 from deployment import ports
-from deployment.instance import DEFAULT, Instance, check_name
+from deployment.instance import COMPONENTS, DEFAULT, ROOT, Instance, check_name
 from ops.core.errors import OpsError
+from ops.core.run import probe, run
 
 LABEL = "com.docker.compose.project"
 
@@ -17,7 +18,7 @@ LABEL = "com.docker.compose.project"
 def _ids(kind: str, name: str) -> list[str]:
     argv = {"container": ["docker", "ps", "-a", "-q"], "volume": ["docker", "volume", "ls", "-q"],
             "network": ["docker", "network", "ls", "-q"]}[kind]
-    out = subprocess.run([*argv, "--filter", f"label={LABEL}={name}"], capture_output=True, text=True)
+    out = probe([*argv, "--filter", f"label={LABEL}={name}"])
     return out.stdout.split() if out.returncode == 0 else []
 
 
@@ -34,14 +35,15 @@ def remove(name: str, log=print) -> None:
     inst = Instance(name, root=_root_of(name))
     found = engine_objects(name)
     if found["container"]:
-        subprocess.run(["docker", "rm", "-f", "-v", *found["container"]], capture_output=True)
-    for kind in ("volume", "network"):
-        if found[kind]:
-            subprocess.run(["docker", kind, "rm", "-f", *found[kind]], capture_output=True)
-    tags = [inst.image(c) for c in ("redis", "app", "redis-commander")]
-    present = [t for t in tags if subprocess.run(["docker", "image", "inspect", t], capture_output=True).returncode == 0]
+        run(["docker", "rm", "-f", "-v", *found["container"]], what=f"removing instance {name}'s containers")
+    if found["volume"]:
+        run(["docker", "volume", "rm", "-f", *found["volume"]], what=f"removing instance {name}'s volumes")
+    if found["network"]:  # no -f: Docker Engine 20.10's CLI has none for networks
+        run(["docker", "network", "rm", *found["network"]], what=f"removing instance {name}'s networks")
+    tags = [inst.image(c) for c in COMPONENTS]
+    present = [t for t in tags if probe(["docker", "image", "inspect", t]).returncode == 0]
     if present:  # only the instance's tags: layers shared with other instances stay
-        subprocess.run(["docker", "rmi", *present], capture_output=True)
+        probe(["docker", "rmi", *present])  # a tag still used by a leftover container stays: harmless
     if inst.home.is_dir() and inst.home != inst.root:
         shutil.rmtree(inst.home, ignore_errors=True)
     ports.release(name)
@@ -49,11 +51,7 @@ def remove(name: str, log=print) -> None:
         f"{len(found['network'])} networks, {len(present)} image tags and {inst.home}")
 
 
-def _root_of(name: str):
-    from pathlib import Path
-
-    from deployment.instance import ROOT
-
+def _root_of(name: str) -> Path:
     root = ports.entries().get(name, {}).get("root")
     return Path(root) if root else ROOT
 

@@ -25,8 +25,8 @@ def running_services() -> set[str]:
     out = compose.run("ps", "--format", "json", "--status", "running", profiles=compose.all_profiles(),
                       capture=True, quiet=True, check=False)
     services = set()
-    for line in (out.stdout or "").splitlines():
-        line = line.strip()
+    for raw in (out.stdout or "").splitlines():
+        line = raw.strip()
         if not line:
             continue
         rows = json.loads(line)

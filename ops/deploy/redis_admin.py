@@ -26,7 +26,8 @@ def config_get(client: redis.Redis, name: str) -> str:
     reply = client.execute_command(renamed("CONFIG"), "GET", name)
     if not reply:
         raise OpsError(f"Redis has no setting {name!r}")
-    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))  # RESP3 map or RESP2 list
+    # A RESP3 map, or a RESP2 flat list of name, value pairs.
+    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
     value = next(iter(pairs.values()))
     return value.decode() if isinstance(value, bytes) else value
 
@@ -51,6 +52,7 @@ def ping_or_explain(client: redis.Redis) -> None:
         client.ping()
     except redis.AuthenticationError:
         raise OpsError("Redis refused the operator password: envs/redis.env and the running Redis disagree; "
-                       "run `./invoke up` to apply envs/redis.env")
+                       "run `./invoke up` to apply envs/redis.env") from None
     except (redis.ConnectionError, OSError) as exc:
-        raise OpsError(f"Redis does not answer on {HOST}:{INSTANCE.redis_port} ({exc}): start it with `./invoke up`")
+        raise OpsError(f"Redis does not answer on {HOST}:{INSTANCE.redis_port} ({exc}): "
+                       "start it with `./invoke up`") from None

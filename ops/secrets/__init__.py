@@ -1,1 +1,2 @@
-"""Secrets of an instance: generation (generate), certificates (tls), the one ACL writer (acl), redis-commander's logins, tenant-add."""
+"""Secrets of an instance: generation (generate), certificates (tls), the one ACL writer (acl),
+redis-commander's logins (commander), tenant-add."""

@@ -51,5 +51,6 @@ def _apply_live(changed: dict[str, list[str]], removed: list[str]) -> str:
             client.execute_command("ACL", "DELUSER", *removed)
     except (redis.ConnectionError, redis.AuthenticationError, OSError):
         return "Redis is not running here: the rules take effect when it starts"
-    parts = [f"applied ACL user {', '.join(changed)}" if changed else "", f"removed {', '.join(removed)}" if removed else ""]
+    parts = [f"applied ACL user {', '.join(changed)}" if changed else "",
+             f"removed {', '.join(removed)}" if removed else ""]
     return " and ".join(p for p in parts if p) + " to the running Redis"

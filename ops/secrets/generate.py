@@ -110,7 +110,8 @@ def init(rotate: bool = False) -> list[str]:
     from ops.secrets import acl
 
     if os.geteuid() != 0:
-        raise OpsError("`invoke init` must run as root: it gives each key to its container's user (try `sudo ./invoke init`)")
+        raise OpsError("`invoke init` must run as root: it gives each key to its container's user "
+                       "(try `sudo ./invoke init`)")
     report: list[str] = []
     current = read_env(REDIS_ENV) if REDIS_ENV.exists() else envs.redis_values()
     _write_env(REDIS_ENV, envs.REDIS_SETTINGS, current, envs.REDIS_HEADER, rotate, report)

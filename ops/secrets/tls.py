@@ -18,11 +18,13 @@ SERVER_SANS = [naming.REDIS_SERVICE, "localhost", "127.0.0.1"]
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "tenantstack"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "tenantstack"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def _key_pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
 
 
 def _cert_pem(cert) -> str:
@@ -30,7 +32,7 @@ def _cert_pem(cert) -> str:
 
 
 def _builder(subject: str, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -85,13 +87,16 @@ def check_pair(cert_path: Path, key_path: Path, ca_path: Path | None = None) -> 
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
-        raise OpsError(f"{rel(cert_path)} or {rel(key_path)} is unreadable or not PEM ({exc}): run `./invoke init --rotate`")
+        raise OpsError(f"{rel(cert_path)} or {rel(key_path)} is unreadable or not PEM ({exc}): "
+                       "run `./invoke init --rotate`") from None
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise OpsError(f"{rel(cert_path)} does not match its key {rel(key_path)}: run `./invoke init --rotate` to reissue both")
+        raise OpsError(f"{rel(cert_path)} does not match its key {rel(key_path)}: "
+                       "run `./invoke init --rotate` to reissue both")
     if ca_path:
         ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no common base
-            raise OpsError(f"{rel(cert_path)} was not issued by {rel(ca_path)} ({type(exc).__name__}): run `./invoke init --rotate`")
+            raise OpsError(f"{rel(cert_path)} was not issued by {rel(ca_path)} ({type(exc).__name__}): "
+                           "run `./invoke init --rotate`") from None

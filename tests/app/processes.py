@@ -60,7 +60,7 @@ class AppProcess:
     def __init__(self, args: list[str], env: dict, log: Path, node: str | None = None):
         self.node = node  # a worker's node name
         self.log = log
-        self._log_fh = open(log, "wb")
+        self._log_fh = open(log, "wb")  # noqa: SIM115 - lives as long as the process; closed in stop()
         self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=APP_DIR, stdout=self._log_fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 

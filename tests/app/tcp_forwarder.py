@@ -1,4 +1,5 @@
 """A tiny TCP forwarder: reach the test Redis through another loopback address (e.g. 127.0.0.2)."""
+import contextlib
 import socket
 import threading
 
@@ -30,10 +31,8 @@ class TcpForwarder:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._stopped.set()

@@ -59,7 +59,8 @@ def test_round_trip_restores_every_key_value_ttl_and_tenant_row():
         path = _backup()
         manifest = json.loads((BACKUPS / path.rsplit("/", 1)[-1] / "manifest.json").read_text())
         assert set(manifest["tenants"]) == {"a", "b"} and manifest["redis_version"].startswith("7.0")
-        assert {"redis/dump.rdb", "redis/appendonlydir/appendonly.aof.manifest", "tenants/a/db.sqlite3"} <= set(manifest["files"])
+        expected_files = {"redis/dump.rdb", "redis/appendonlydir/appendonly.aof.manifest", "tenants/a/db.sqlite3"}
+        assert expected_files <= set(manifest["files"])
 
         c.delete(b"tenant-a:bk:str")
         c.hset("tenant-b:bk:hash", "f1", "changed")

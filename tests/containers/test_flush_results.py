@@ -14,8 +14,10 @@ OLD, NEW = 100_000, 1_000
 COUNT = """
 import sqlite3
 db = sqlite3.connect('file:/data/db.sqlite3?mode=ro', uri=True)
-old = db.execute("SELECT count(*) FROM django_celery_results_taskresult WHERE worker='celery@bench' AND date_done < datetime('now', '-7 days')").fetchone()[0]
-new = db.execute("SELECT count(*) FROM django_celery_results_taskresult WHERE worker='celery@bench' AND date_done >= datetime('now', '-7 days')").fetchone()[0]
+q = ("SELECT count(*) FROM django_celery_results_taskresult "
+     "WHERE worker='celery@bench' AND date_done {} datetime('now', '-7 days')")
+old = db.execute(q.format("<")).fetchone()[0]
+new = db.execute(q.format(">=")).fetchone()[0]
 print(old, new)
 """
 
@@ -44,7 +46,8 @@ def stale_rows():
     yield
     for tenant in ("a", "b"):
         _python(tenant, "import sqlite3; db = sqlite3.connect('/data/db.sqlite3', timeout=30); "
-                        "db.execute(\"DELETE FROM django_celery_results_taskresult WHERE worker='celery@bench'\"); db.commit()")
+                        "db.execute(\"DELETE FROM django_celery_results_taskresult WHERE worker='celery@bench'\"); "
+                        "db.commit()")
 
 
 def test_flush_deletes_old_rows_of_that_tenant_only_and_dry_run_deletes_nothing(stale_rows):
@@ -81,6 +84,7 @@ def test_flush_removes_idle_celery_keys_under_that_tenant_prefix_only():
 def test_bad_duration_and_missing_tenant_are_one_line():
     proc = d.invoke("flush-results", "--tenant", "a", "--older-than", "7days", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --older-than '7days' is not a duration: use a whole number followed by s, m, h, d or w, e.g. 7d"
+    assert proc.stderr.strip() == ("error: --older-than '7days' is not a duration: "
+                                   "use a whole number followed by s, m, h, d or w, e.g. 7d")
     proc = d.invoke("flush-results", "--older-than", "7d", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: name a tenant with --tenant NAME")

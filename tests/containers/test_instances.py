@@ -59,7 +59,8 @@ def test_compose_project_name_disagreeing_with_the_instance_is_refused():
     env = {**os.environ, "COMPOSE_PROJECT_NAME": "someone-else"}
     proc = subprocess.run([d.INVOKE, "ps"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"error: COMPOSE_PROJECT_NAME=someone-else disagrees with instance '{INSTANCE.name}' "
+    assert proc.stderr.strip() == ("error: COMPOSE_PROJECT_NAME=someone-else disagrees with instance "
+                                   f"'{INSTANCE.name}' "
                                    "(the instance name is the Compose project): unset COMPOSE_PROJECT_NAME, "
                                    "or set TENANTSTACK_INSTANCE=someone-else")
 

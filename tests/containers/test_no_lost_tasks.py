@@ -44,7 +44,8 @@ def short_visibility():
     """Tenant a restarted with a 30 s visibility timeout (and a task time limit below it)."""
     path = env_path("a")
     original = path.read_text()
-    lines = [l for l in original.splitlines() if not l.startswith(("CELERY_VISIBILITY_TIMEOUT=", "CELERY_TASK_TIME_LIMIT="))]
+    overridden = ("CELERY_VISIBILITY_TIMEOUT=", "CELERY_TASK_TIME_LIMIT=")
+    lines = [line for line in original.splitlines() if not line.startswith(overridden)]
     path.write_text("\n".join(lines + [f"CELERY_VISIBILITY_TIMEOUT={VISIBILITY}", "CELERY_TASK_TIME_LIMIT=20"]) + "\n")
     try:
         d.invoke("up", "--tenant", "a")
@@ -60,7 +61,8 @@ def _docker(*argv):
 
 def _successes_by_id() -> collections.Counter:
     log = _docker("logs", d.container(WORKER))
-    return collections.Counter(re.findall(r"Task jobs\.tasks\.slow_echo\[([0-9a-f-]{36})\] succeeded", log.stdout + log.stderr))
+    succeeded = r"Task jobs\.tasks\.slow_echo\[([0-9a-f-]{36})\] succeeded"
+    return collections.Counter(re.findall(succeeded, log.stdout + log.stderr))
 
 
 def test_no_task_is_lost_when_workers_and_redis_die(short_visibility):

@@ -8,6 +8,7 @@ from ops.config.paths import INSTANCE, REDIS_CONF, REDIS_SECRETS, TLS
 from ops.secrets import tls
 
 IMAGE = INSTANCE.image("redis")
+STARTCHECK = INSTANCE.container("startcheck")
 
 
 @pytest.fixture
@@ -31,11 +32,11 @@ def _start(d) -> subprocess.CompletedProcess:
         if (d / "tls" / f).exists():
             mounts += ["-v", f"{d}/tls/{f}:/run/secrets/tls/{f}:ro"]
     # No --rm: Podman 4.3's Docker API reports exit code 0 for `docker run --rm` whatever the container returned.
-    name = "tenantstack-startcheck-refused"
+    name = INSTANCE.container("startcheck-refused")  # the test instance's name: concurrent runs never collide
     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
     try:
-        return subprocess.run(["docker", "run", "--name", name, "--network", "none", *mounts, IMAGE], capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(["docker", "run", "--name", name, "--network", "none", *mounts, IMAGE],
+                              capture_output=True, text=True, timeout=60)
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
 
@@ -56,22 +57,25 @@ def test_missing_and_unreadable_secrets_are_all_named(secret_dir):
     run = _start(secret_dir)
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 78
-    assert lines == ["redis: /run/secrets/tls/server.key is missing: run `./invoke init` on the host (`./invoke init --rotate` to reissue)",
-                     "redis: /run/secrets/redis/health.pass is not readable by uid 999: run `./invoke init` on the host (`./invoke init --rotate` to reissue)"]
+    fix = "run `./invoke init` on the host (`./invoke init --rotate` to reissue)"
+    assert lines == [f"redis: /run/secrets/tls/server.key is missing: {fix}",
+                     f"redis: /run/secrets/redis/health.pass is not readable by uid 999: {fix}"]
 
 
 def test_example_password_stops_startup(secret_dir):
     conf = secret_dir / "redis" / "auth.conf"
     conf.chmod(0o600)
     text = conf.read_text().splitlines()
-    conf.write_text("\n".join(["requirepass change-me" if l.startswith("requirepass") else l for l in text]) + "\n")
+    lines = ["requirepass change-me" if line.startswith("requirepass") else line for line in text]
+    conf.write_text("\n".join(lines) + "\n")
     run = _start(secret_dir)
     assert run.returncode == 78 and "holds an example password" in run.stderr
 
 
 def test_good_secrets_start(secret_dir):
-    proc = subprocess.Popen(["docker", "run", "--rm", "--name", "tenantstack-startcheck", "--network", "none",
-                             "-v", f"{REDIS_CONF}:/etc/redis/redis.conf:ro", "-v", f"{secret_dir}/redis:/run/secrets/redis:ro",
+    proc = subprocess.Popen(["docker", "run", "--rm", "--name", STARTCHECK, "--network", "none",
+                             "-v", f"{REDIS_CONF}:/etc/redis/redis.conf:ro",
+                             "-v", f"{secret_dir}/redis:/run/secrets/redis:ro",
                              *sum((["-v", f"{secret_dir}/tls/{f}:/run/secrets/tls/{f}:ro"]
                                    for f in ("ca.crt", "server.crt", "server.key")), []), IMAGE],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -82,5 +86,5 @@ def test_good_secrets_start(secret_dir):
         else:
             pytest.fail("redis did not start with good secrets")
     finally:
-        subprocess.run(["docker", "rm", "-f", "-v", "tenantstack-startcheck"], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", STARTCHECK], capture_output=True)
         proc.wait(30)

@@ -4,6 +4,7 @@ import tarfile
 
 import pytest
 
+from deployment.instance import COMPONENTS
 from ops.config.envfile import read_env, rel
 from ops.config.paths import ENVS, INSTANCE, REDIS_ENV, ROOT, TLS
 
@@ -34,7 +35,7 @@ def images_built():
     invoke("build", "--tools")
 
 
-@pytest.mark.parametrize("image", [INSTANCE.image(c) for c in ("redis", "app", "redis-commander")])
+@pytest.mark.parametrize("image", [INSTANCE.image(c) for c in COMPONENTS])
 def test_no_image_layer_holds_a_secret(image, tmp_path, images_built):
     archive = tmp_path / "image.tar"
     subprocess.run(["docker", "save", "-o", str(archive), image], check=True, capture_output=True)

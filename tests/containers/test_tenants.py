@@ -105,7 +105,8 @@ def test_every_key_and_channel_carries_its_tenant_prefix():
 
     allowed = tuple(naming.key_prefix(t) for t in known_names())
     tenant_keys = [k for k in keys if not k.startswith("ops:")]
-    assert tenant_keys and all(k.startswith(allowed) for k in tenant_keys), [k for k in tenant_keys if not k.startswith(allowed)]
+    strays = [k for k in tenant_keys if not k.startswith(allowed)]
+    assert tenant_keys and not strays, strays
     assert any(k.startswith(naming.key_prefix("a") + "_kombu.binding.") for k in keys)
     channels = [ch.decode() for ch in c.pubsub_channels()]
     assert all(ch.startswith(allowed) for ch in channels), channels
@@ -138,7 +139,8 @@ def test_missing_env_value_is_one_line_naming_variable_and_file():
     path = env_path("b")
     original = path.read_text()
     try:
-        path.write_text("\n".join(l for l in original.splitlines() if not l.startswith("REDIS_PASSWORD=")) + "\n")
+        path.write_text("\n".join(line for line in original.splitlines() if not line.startswith("REDIS_PASSWORD="))
+                        + "\n")
         proc = d.invoke("up", "--tenant", "b", check=False)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [
@@ -157,8 +159,8 @@ def test_port_clash_is_one_line_naming_the_port_and_setting():
         squatter.listen()
         proc = d.invoke("up", "--tenant", "b", check=False)
         assert proc.returncode == 2
-        assert proc.stderr.strip() == (f"error: port {web_port_of('b')} (WEB_PORT in {rel(env_path('b'))}) is in use by "
-                                       "another process: stop it or set WEB_PORT to a free port")
+        assert proc.stderr.strip() == (f"error: port {web_port_of('b')} (WEB_PORT in {rel(env_path('b'))}) is in use "
+                                       "by another process: stop it or set WEB_PORT to a free port")
     finally:
         squatter.close()
         d.invoke("up", "--tenant", "b")

@@ -81,7 +81,8 @@ def _key_path(key: str) -> str:
 def test_nothing_about_keys_is_served_without_login(commander_url, seeded):
     key, value = next(iter(seeded.items()))
     prefix = key.split(":")[0] + ":"
-    reads = ["connections", "apiv2/server/info", f"apiv2/keystree/{CONNECTION}", f"apiv2/keystree/{CONNECTION}/{prefix}",
+    reads = ["connections", "apiv2/server/info", f"apiv2/keystree/{CONNECTION}",
+             f"apiv2/keystree/{CONNECTION}/{prefix}",
              f"apiv2/keys/{CONNECTION}/{prefix}", _key_path(key), f"apiv1/key/{CONNECTION}/{urllib.parse.quote(key)}",
              f"tools/export?connection={CONNECTION}"]
     env = redis_env()

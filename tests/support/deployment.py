@@ -13,11 +13,13 @@ from ops.deploy import compose
 INVOKE = str(ROOT / "invoke")
 
 
-def invoke(*args: str, check: bool = True, timeout: float = 900, input: str | None = None) -> subprocess.CompletedProcess:
+def invoke(*args: str, check: bool = True, timeout: float = 900,
+           input: str | None = None) -> subprocess.CompletedProcess:
     """Run ./invoke like an operator would, capturing its output."""
     proc = subprocess.run([INVOKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, input=input)
     if check and proc.returncode != 0:
-        raise AssertionError(f"./invoke {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"./invoke {' '.join(args)} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 

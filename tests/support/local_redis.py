@@ -51,7 +51,8 @@ class LocalRedis:
                            ssl_cert_reqs="required", socket_timeout=5, **kw)
 
     def tenant_client(self, tenant: str, **kw) -> redis.Redis:
-        return self.client(naming.redis_user(tenant), self.tenant_passwords[tenant], cert=naming.redis_user(tenant), **kw)
+        user = naming.redis_user(tenant)
+        return self.client(user, self.tenant_passwords[tenant], cert=user, **kw)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -82,7 +83,8 @@ def render_conf(root: Path, port: int) -> Path:
     text = REDIS_CONF.read_text()
     text = text.replace("/run/secrets/tls/server.", f"{root}/tls/redis.").replace("/run/secrets/tls/", f"{root}/tls/")
     text = text.replace("/run/secrets/redis/", f"{root}/redis/").replace("\ndir /data\n", f"\ndir {root}/data\n")
-    text = text.replace(f"\ntls-port {naming.REDIS_TLS_PORT}\n", f"\ntls-port {port}\n").replace("\nbind 0.0.0.0\n", "\nbind 127.0.0.1\n")
+    text = text.replace(f"\ntls-port {naming.REDIS_TLS_PORT}\n", f"\ntls-port {port}\n")
+    text = text.replace("\nbind 0.0.0.0\n", "\nbind 127.0.0.1\n")
     conf = root / "redis.conf"
     conf.write_text(text)
     return conf
@@ -98,7 +100,7 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None) -> LocalRedis:
     (root / "redis" / "auth.conf").write_text(acl.auth_conf(redis_env, passwords))
     port = free_port()
     conf = render_conf(root, port)
-    log = open(root / "redis.log", "wb")
+    log = open(root / "redis.log", "wb")  # noqa: SIM115 - the server's stdout for its whole life
     argv = ["redis-server", str(conf)]
     if run_as:
         shutil.chown(root / "data", run_as)

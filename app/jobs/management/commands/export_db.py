@@ -49,5 +49,5 @@ class Command(BaseCommand):
         env = {**os.environ, "PGPASSWORD": settings.get("PASSWORD") or ""}
         argv = ["pg_dump", "--format=custom", "--no-owner", "-h", settings.get("HOST") or "localhost",
                 "-p", str(settings.get("PORT") or 5432), "-U", settings.get("USER") or "", settings["NAME"]]
-        if subprocess.run(argv, env=env, stdout=sys.stdout.buffer).returncode != 0:
+        if subprocess.run(argv, env=env, stdout=sys.stdout.buffer, check=False).returncode != 0:
             raise CommandError("pg_dump failed (see its message above)")
