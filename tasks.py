@@ -14,6 +14,7 @@ from invoke import Exit, task
 from deployment import naming
 from deployment.errors import DeploymentError
 from ops.config import tenants
+from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.deploy import compose, health, preflight
@@ -333,7 +334,7 @@ def tools_login(c):
     from ops.secrets import commander as tools
 
     _need_root("tools-login")  # envs/redis.env is readable by root only
-    for line in tools.login_lines(secrets.redis_settings()):
+    for line in tools.login_lines(redis_settings()):
         print(f"tools-login: {line}")
 
 

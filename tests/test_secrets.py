@@ -4,7 +4,7 @@ import hashlib
 import pytest
 
 from deployment import envs
-from ops.config.envfile import rel, require
+from ops.config.envfile import redis_settings, rel, require
 from ops.config.paths import ENVS, REDIS_AUTH_CONF, REDIS_ENV, SECRETS, TLS
 from ops.core.errors import OpsError
 from ops.secrets import generate as secrets
@@ -26,7 +26,7 @@ def test_init_keeps_existing_secrets_and_says_so():
 
 
 def test_generated_passwords_are_strong_and_distinct():
-    values = secrets.redis_settings()
+    values = redis_settings()
     passwords = [values[k] for k in ("REDIS_PASSWORD", "REDIS_HEALTH_PASSWORD", "REDIS_COMMANDER_PASSWORD")]
     assert len(set(passwords)) == 3 and all(len(p) >= 40 for p in passwords)
     assert all(values[k].split("_")[0] in ("CONFIG", "KEYS", "SHUTDOWN") and len(values[k]) > 20

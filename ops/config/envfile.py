@@ -4,7 +4,6 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from deployment.envs import PLACEHOLDER as EXAMPLE_VALUE  # noqa: F401  (re-exported for callers)
 from deployment.envs import Setting, problems
 from deployment.errors import DeploymentError as OpsError
 

@@ -18,7 +18,7 @@ from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, REDIS_ENV, TLS
 from ops.core.errors import OpsError
 from ops.secrets import tls
 
-__all__ = ["certificate_names", "check_all", "generate", "init", "missing", "redis_settings"]
+__all__ = ["certificate_names", "check_all", "generate", "init", "missing"]
 
 
 def generate(key: str) -> str:
