@@ -18,7 +18,7 @@ from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.deploy import compose, health, preflight
-from ops.engine import baseimage
+from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl
 from ops.secrets import generate as secrets
@@ -110,6 +110,7 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
     services += ["redis-commander"] if tools else []
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
+    isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     health.wait(services, float(timeout))
     print(f"up: {', '.join(services)} healthy in {time.monotonic() - t0:.1f}s")
     for t in selected:
