@@ -50,7 +50,7 @@ def write(name: str) -> list[str]:
         os.chown(path, uid, uid)
         changed.append(path.name)
     wanted = {naming.secret_file_name(s.name) for s in FILE_SETTINGS}
-    stale = [p for p in folder.iterdir() if p.name not in wanted and not p.name.endswith('.tmp')]
+    stale = [p for p in folder.iterdir() if p.name not in wanted]  # a removed row, or a crashed write's .tmp
     for p in stale:
         p.unlink()
     # The folder last: only the app's UID may enter it (the files are its own, 0400).
