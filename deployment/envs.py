@@ -69,7 +69,7 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
       for role, mb in (("web", "512"), ("worker", "1024"), ("beat", "256"))),
     *(Setting(f"{role.upper()}_CPUS", f"CPU limit of the tenant's {role} container, in cores (a cap, not a reserve).",
               cpus, required=False, low=0.01, high=256, decimal=True, fix=f"set it to a number of cores, e.g. {cpus}")
-      for role, cpus in (("web", "1.0"), ("worker", "1.5"), ("beat", "0.25"))),
+      for role, cpus in (("web", "1.0"), ("worker", "1.5"), ("beat", "0.5"))),
     Setting("PIDS_LIMIT", "Most processes and threads each of the tenant's containers may run (stops a fork bomb).",
             "256", required=False, low=32, high=65536, fix="set it to a whole number of processes, e.g. 256"),
 )
