@@ -74,6 +74,8 @@ def test_tenant_a_container_reaches_redis_but_not_b_web_nor_the_ui(role):
     ]
     reached = {f"{host}:{port}": outcome for host, port in targets
                if (outcome := _probe(attacker, host, port)) == "connected"}
+    # Reachable by address only: the engine's isolation between bridge networks is off. Seen on Podman 4.3 /
+    # netavark 1.4: removing any isolated network on the host may drop FORWARD's `-j NETAVARK_ISOLATION_1`.
     assert not reached, f"{attacker} reached {reached}"
 
 
