@@ -20,7 +20,7 @@ from ops.core.errors import OpsError
 from ops.deploy import compose, health, preflight
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
-from ops.secrets import acl
+from ops.secrets import acl, tenant_files
 from ops.secrets import generate as secrets
 
 
@@ -102,6 +102,9 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     selected = _selected(tenant, all)
     engine.ensure()
     for line in acl.apply(tenants.known_names()):  # the env files are the source; re-derive Redis' rules
+        print(f"up: {line}")
+    # ... and the containers' env files and secret files (this also migrates a deployment made before them).
+    for line in tenant_files.write_all(tenants.known_names()):
         print(f"up: {line}")
     secrets.check_all(tenants.known_names())
     preflight.check_ports(selected, tools=tools)

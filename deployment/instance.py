@@ -80,6 +80,12 @@ class Instance:
     def commander_settings(self) -> Path:
         return self.secrets / "commander" / "settings.json"
 
+    def tenant_secrets(self, tenant: str) -> Path:
+        """What `./invoke up` derives from envs/tenant-<name>.env for the containers (never edited by hand):
+        `app.env`, the settings without secrets (Compose env_file), and `files/`, one read-only file per
+        secret owned by the app's UID, mounted at naming.APP_SECRETS_DIR."""
+        return self.secrets / "tenants" / tenant
+
     @property
     def backups(self) -> Path:
         return self.home / "backups"

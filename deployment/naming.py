@@ -83,3 +83,35 @@ def acl_channel_patterns(tenant: str) -> list[str]:
     p = key_prefix(tenant)
     db = BROKER_DB
     return [f"{p}*", f"{p}/{db}.celery.pidbox", f"{p}/{db}.celeryev/worker.*", f"{p}/{db}.celeryev/*"]
+
+
+# ---- isolation between tenants (networks, secret files) -------------------------------------------
+# One Compose network per tenant: its web, worker and beat share it with Redis and nothing else, so a
+# compromised tenant container cannot even open a TCP connection to another tenant's containers or to
+# an operator tool. Operator services (the tools UI, later monitoring) each get a network of their own
+# with Redis. Redis joins every one of them, so its service name stays `redis` (the certificate's SAN).
+_OPERATOR = "ops-"
+APP_SECRETS_DIR = "/run/secrets/app"  # where a tenant's secret files are mounted (read-only) in its containers
+
+
+def tenant_network(tenant: str) -> str:
+    """The Compose network (short name) of one tenant's web, worker and beat, shared with Redis only."""
+    return f"{_TENANT}{tenant}"
+
+
+def operator_network(service: str) -> str:
+    """The Compose network (short name) of one operator service (redis-commander, monitoring) with Redis."""
+    return f"{_OPERATOR}{service}"
+
+
+TOOLS_NETWORK = operator_network(TOOLS_SERVICE)
+
+
+def secret_file_name(setting: str) -> str:
+    """File name of a setting delivered as a file (deployment/envs.py `as_file`), e.g. redis_password."""
+    return setting.lower()
+
+
+def secret_file_var(setting: str) -> str:
+    """The variable naming that file inside the container, e.g. REDIS_PASSWORD_FILE."""
+    return f"{setting}_FILE"

@@ -101,3 +101,27 @@ def test_no_code_outside_the_renderer_and_apply_builds_or_sends_an_acl_rule():
                and "node_modules" not in f]
     offenders = [f for f in product if f not in ACL_WRITERS and ACL_SIGNS.search((ROOT / f).read_text())]
     assert product and not offenders
+
+
+def test_each_tenant_and_operator_service_has_a_network_name_of_its_own():
+    names = [naming.tenant_network(t) for t in ("a", "b", "c")] + [naming.TOOLS_NETWORK]
+    assert len(set(names)) == len(names)
+    assert naming.TOOLS_NETWORK == naming.operator_network(naming.TOOLS_SERVICE) != naming.tenant_network("ops")
+    assert naming.tenant_of(naming.TOOLS_NETWORK) is None  # an operator network belongs to no tenant
+
+
+def test_every_secret_row_reaches_the_containers_as_a_file_only():
+    assert all(s.as_file for s in envs.TENANT_SETTINGS if s.secret)
+    assert naming.secret_file_var("REDIS_PASSWORD") == "REDIS_PASSWORD_FILE"
+    assert naming.secret_file_name("REDIS_PASSWORD") == "redis_password"
+
+
+def test_bad_limits_are_named_with_their_fix_and_absent_ones_take_defaults():
+    values = {**envs.tenant_values("a", 8001, secret=lambda k: "x" * 40), "WEB_CPUS": "lots", "WORKER_CPUS": "0",
+              "PIDS_LIMIT": "10"}
+    del values["BEAT_MEMORY_MB"]  # an env file written before the limit rows existed
+    found = envs.problems(envs.TENANT_SETTINGS, values)
+    assert found == ["WEB_CPUS='lots' is not a number: set it to a number of cores, e.g. 1.0",
+                     "WORKER_CPUS=0 is out of range 0.01..256: set it to a number of cores, e.g. 1.5",
+                     "PIDS_LIMIT=10 is out of range 32..65536: set it to a whole number of processes, e.g. 256"]
+    assert envs.value_of(envs.TENANT["BEAT_MEMORY_MB"], values) == "256"

@@ -108,7 +108,8 @@ print(json.dumps({"deleted": deleted, "seconds": time.monotonic() - t0,
 
 def _env(data_dir: str) -> dict:
     """The tenant's own settings (SQLite options included), pointed at a scratch data directory."""
-    return {**os.environ, "DATA_DIR": data_dir, "DATABASE_URL": ""}
+    # DATABASE_URL_FILE too: in the containers the file form is set, and it wins over the variable.
+    return {**os.environ, "DATA_DIR": data_dir, "DATABASE_URL": "", "DATABASE_URL_FILE": ""}
 
 
 def _fill(data_dir: str, rows: int, fresh: int) -> None:

@@ -2,9 +2,17 @@
 
 Every process (web, worker, beat, manage.py) starts by calling `load_or_exit()`. If
 TENANTSTACK_ENV_FILE names an existing file, python-dotenv loads it first without overriding
-variables that are already set (Compose passes the same file with env_file and sets
-TENANTSTACK_ENV_FILE=envs/tenant-<t>.env only so that errors can name it). Every problem is
-collected, then the process stops with ONE line on stderr, e.g.
+variables that are already set (in Compose it is not mounted: TENANTSTACK_ENV_FILE=envs/tenant-<t>.env
+is set only so that errors can name the operator's file).
+
+Secrets (the settings marked `as_file` in deployment/envs.py) may come two ways. In the containers,
+only NAME_FILE is set (e.g. REDIS_PASSWORD_FILE=/run/secrets/app/redis_password, a read-only file
+./invoke derives from the tenant's env file), so `docker inspect` never shows a secret. Outside
+Compose (the app's tests, a plain shell) NAME itself may be set. When both are, the file wins: it is
+what the deployment manages, and a stale variable must not shadow it. A NAME_FILE that is missing or
+unreadable is a config error naming the file, never a silent fallback to NAME.
+
+Every problem is collected, then the process stops with ONE line on stderr, e.g.
 
     config error: REDIS_PASSWORD is missing in envs/tenant-a.env: run ./invoke init
 
@@ -27,6 +35,8 @@ EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, like the redis entrypoint
 INIT_FIX = "run ./invoke init"
 TLS_FIX = "run ./invoke init on the host (it issues the certificates and gives each key to its user)"
 TLS_MOUNT_FIX = f"{TLS_FIX} and check the TLS mounts of the tenant's containers"
+SECRET_FILE_FIX = (f"run ./invoke up on the host (it writes the tenant's secret files from its env file, readable by "
+                   f"the app's uid only) and check the {naming.APP_SECRETS_DIR} mount of the tenant's containers")
 
 DEFAULT_VISIBILITY = int(envs.TENANT["CELERY_VISIBILITY_TIMEOUT"].default)
 # The container's wiring (where Compose mounts things); the tenant's own settings and their defaults
@@ -107,6 +117,7 @@ class _Reader:
         self.environ = environ
         self.where = environ.get(ENV_FILE_VAR) or "the environment"
         self.groups: dict[tuple[str, bool, str], list[str]] = {}
+        self.bad_files: set[str] = set()  # settings whose NAME_FILE is missing or unreadable
 
     def problem(self, subject: str, state: str, fix: str, *, in_env_file: bool = True) -> None:
         """Record `<subject> is <state> [in <env file>]: <fix>`; same state and fix share one clause."""
@@ -125,8 +136,35 @@ class _Reader:
         value = self.environ.get(key, "").strip()
         return value or DEFAULTS.get(key, "")
 
+    def from_file(self, key: str) -> tuple[bool, str]:
+        """(True, value) from the file KEY_FILE names, or (False, '') without KEY_FILE; a bad file is a problem."""
+        var = naming.secret_file_var(key)
+        path = self.environ.get(var, "").strip()
+        if not path:
+            return False, ""
+        subject = f"{var} {path}"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return True, fh.read().strip()  # stripped like a variable's value: a trailing newline is not part of it
+        except FileNotFoundError:
+            self.problem(subject, "missing", SECRET_FILE_FIX, in_env_file=False)
+        except IsADirectoryError:
+            self.problem(subject, "a directory, not a file", SECRET_FILE_FIX, in_env_file=False)
+        except UnicodeDecodeError:
+            self.problem(subject, "not UTF-8 text", SECRET_FILE_FIX, in_env_file=False)
+        except OSError as exc:
+            self.problem(subject, f"not readable by uid {os.geteuid()} ({exc.strerror})", SECRET_FILE_FIX,
+                         in_env_file=False)
+        self.bad_files.add(key)
+        return True, ""
+
     def secret(self, key: str, *, required: bool = True) -> str:
-        value = self.raw(key)
+        """A file-delivered setting: from KEY_FILE if set (it wins), else KEY."""
+        in_file, value = self.from_file(key)
+        if key in self.bad_files:
+            return ""  # already named, with its own fix
+        if not in_file:
+            value = self.raw(key)
         if not value and required:
             self.problem(key, "missing", INIT_FIX)
         elif value == EXAMPLE_VALUE:
@@ -198,7 +236,7 @@ class _Reader:
         return path
 
     def database_url(self) -> str:
-        value = self.environ.get("DATABASE_URL", "").strip()
+        value = self.secret("DATABASE_URL", required=False)  # may embed a password: file-delivered in Compose
         if not value:
             return ""
         import dj_database_url

@@ -17,7 +17,7 @@ import time
 
 from deployment import naming
 from ops.config import tenants
-from ops.config.envfile import rel
+from ops.config.envfile import read_env, rel
 from ops.config.paths import BACKUPS, INSTANCE, ROOT
 from ops.core import run as runner
 from ops.core.errors import OpsError
@@ -30,6 +30,7 @@ RESULTS = INSTANCE.home / "bench" / "results.json"  # per instance: a test run n
 PLAIN_REDIS = INSTANCE.container("bench-redis")
 PLAIN_WORKER = INSTANCE.container("bench-worker")
 BENCH_VOLUME = INSTANCE.volume("bench-data")
+BENCH_NETWORK = INSTANCE.network("bench")
 FILL_BATCH = 10_000
 
 
@@ -60,17 +61,26 @@ class PlainStack:
 
     def __enter__(self):
         self.__exit__()
-        network = INSTANCE.network()
-        runner.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", network, "--entrypoint", "redis-server",
-             compose.image("redis"), "--port", "6379", "--protected-mode", "no", "--dir", "/tmp",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
-            what="bench: starting the plain Redis")
-        env_file = tenants.env_path("a")
-        runner.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", network, "--env-file", str(env_file),
-             "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
-             "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
-             "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", compose.image("app"), "worker"],
-            what="bench: starting the plain worker")
+        # A network of its own: the deployment's networks are one per tenant (compose.py), none is shared.
+        runner.run(["docker", "network", "create", BENCH_NETWORK], what="bench: creating its network")
+        runner.run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", BENCH_NETWORK, "--entrypoint",
+                    "redis-server", compose.image("redis"), "--port", "6379", "--protected-mode", "no",
+                    "--dir", "/tmp",
+                    "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
+                   what="bench: starting the plain Redis")
+        # Tenant a's settings as its own containers get them: no secret in the environment, secrets as files.
+        secret_env = sum((["-e", f"{k}={v}"] for k, v in compose.secret_environment().items()), [])
+        # ... and under the limits of its worker, so hardened/plain compares like with like.
+        limits = compose.role_limits(read_env(tenants.env_path("a")), "worker", tenants.env_path("a"))
+        limit_args = ["--memory", limits["mem_limit"], "--memory-swap", limits["memswap_limit"],
+                      "--cpus", str(limits["cpus"]), "--pids-limit", str(limits["pids_limit"])]
+        runner.run(["docker", "run", "-d", "--name", PLAIN_WORKER, "--network", BENCH_NETWORK, *limit_args,
+                    "--env-file", str(compose.tenant_env_file("a")), *secret_env,
+                    "-v", f"{compose.tenant_files_dir('a')}:{naming.APP_SECRETS_DIR}:ro",
+                    "-e", f"BENCH_PLAIN_BROKER_URL=redis://{PLAIN_REDIS}:6379/0", "-e", "TLS_CA_FILE=/dev/null",
+                    "-e", "TLS_CERT_FILE=/dev/null", "-e", "TLS_KEY_FILE=/dev/null",
+                    "-v", f"{BENCH_VOLUME}:/data", "--read-only", "--tmpfs", "/tmp", compose.image("app"), "worker"],
+                   what="bench: starting the plain worker")
         ping = ["docker", "exec", PLAIN_WORKER, "celery", "-A", "tenantstack", "inspect", "ping", "--timeout", "2"]
         wait_until(lambda: None if probe(ping).returncode == 0 else "its ping reply", timeout=120,
                    what="bench: the plain worker", fix=f"see `docker logs {PLAIN_WORKER}`", interval=1)
@@ -79,6 +89,7 @@ class PlainStack:
     def __exit__(self, *exc):
         probe(["docker", "rm", "-f", "-v", PLAIN_WORKER, PLAIN_REDIS])
         probe(["docker", "volume", "rm", "-f", BENCH_VOLUME])
+        probe(["docker", "network", "rm", BENCH_NETWORK])
 
 
 def throughput(n: int, log) -> dict:

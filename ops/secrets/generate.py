@@ -3,8 +3,9 @@
 Sources of truth, all git-ignored, per instance (deployment/instance.py says where):
   envs/redis.env, envs/tenant-<name>.env   passwords and renamed command names (rows: deployment/envs.py)
   secrets/tls/                              private CA, server and client certificates
-Derived on every run by ops/secrets/acl.py (never edited by hand):
-  secrets/redis/auth.conf, health.pass, secrets/commander/settings.json
+Derived on every run (never edited by hand):
+  secrets/redis/auth.conf, health.pass, secrets/commander/settings.json   by ops/secrets/acl.py
+  secrets/tenants/<name>/app.env, files/*   by ops/secrets/tenant_files.py: what the tenant's containers get
 """
 import os
 import secrets as pysecrets
@@ -16,7 +17,7 @@ from ops.config import tenants
 from ops.config.envfile import read_env, redis_settings, rel, write_private
 from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, REDIS_ENV, TLS
 from ops.core.errors import OpsError
-from ops.secrets import tls
+from ops.secrets import tenant_files, tls
 
 __all__ = ["certificate_names", "check_all", "generate", "init", "missing"]
 
@@ -123,6 +124,7 @@ def init(rotate: bool = False) -> list[str]:
     os.chmod(TLS.parent, 0o700)
     _ensure_tls(names, rotate, report)
     _chown_keys(names)
+    report += tenant_files.write_all(names)
     report += acl.apply(names)
     return report
 

@@ -4,7 +4,7 @@ from ops.config import tenants
 from ops.config.envfile import rel, write_private
 from ops.config.paths import INSTANCE
 from ops.core.errors import OpsError
-from ops.secrets import acl
+from ops.secrets import acl, tenant_files
 from ops.secrets import generate as secrets
 
 
@@ -26,6 +26,7 @@ def add(name: str, port: int = 0) -> list[str]:
     write_private(path, envs.render(envs.TENANT_SETTINGS, values, envs.TENANT_HEADER.format(name=name)))
     report.append(f"created  {rel(path)} (web on 127.0.0.1:{port})")
     report.append(f"created  {rel(secrets.issue_tenant_certificate(name))}")
+    report += tenant_files.write(name)
     report += acl.apply(tenants.known_names())
     report.append(f"start it with: ./invoke up --tenant {name}")
     return report

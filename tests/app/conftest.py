@@ -5,6 +5,9 @@ tenant a with a real SQLite file in a temp dir; everything else (workers, beat, 
 errors, tenant b) runs as real subprocesses with their own environments.
 """
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +59,12 @@ def client(django_app):
     from django.test import Client
 
     return Client()
+
+
+@pytest.fixture
+def world_readable_dir():
+    """A folder outside pytest's root-only tmp tree, so an unprivileged uid can reach what is inside."""
+    path = Path(tempfile.mkdtemp(prefix="tenantstack-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

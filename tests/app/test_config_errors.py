@@ -1,7 +1,6 @@
 """A missing or malformed setting stops every process with ONE `config error:` line, never a traceback."""
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -98,15 +97,6 @@ def test_missing_tls_file_is_named_with_the_fix(env_file_env, tmp_path):
     values["TLS_CA_FILE"] = str(tmp_path / "nowhere" / "ca.crt")
     assert_one_config_error(run(["-m", "celery", "-A", "tenantstack", "worker"], values),
                             f"TLS_CA_FILE {tmp_path / 'nowhere' / 'ca.crt'} is missing", "./invoke init")
-
-
-@pytest.fixture
-def world_readable_dir():
-    """A folder outside pytest's root-only tmp tree, so an unprivileged uid can reach what is inside."""
-    path = Path(tempfile.mkdtemp(prefix="tenantstack-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_unreadable_tls_key_is_named_with_the_uid(local_redis, world_readable_dir):

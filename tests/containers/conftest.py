@@ -19,3 +19,9 @@ def redis_up():
 def tenants_up(redis_up):
     """Redis plus tenants a and b (web, worker, beat), all healthy."""
     invoke("up", "--tenant", "a", "--tenant", "b")
+
+
+@pytest.fixture(scope="session")
+def everything_up(redis_up):
+    """Every service of the deployment: Redis, tenants a and b, and the tools UI, all healthy."""
+    invoke("up", "--tools", "--tenant", "a", "--tenant", "b")
