@@ -43,11 +43,13 @@ def apply(log=print) -> bool:
     if not provisioned_here() or not shutil.which("iptables") or not shutil.which("podman"):
         return False
     bridges = compose_bridges()
-    for chain, chain_rules in rules(bridges).items():
+    wanted = rules(bridges)
+    for chain in wanted:  # both exist before any rule names one of them as its target
         if probe(["iptables", "-w", "-n", "-L", chain]).returncode != 0:
             run(["iptables", "-w", "-N", chain], what=f"creating iptables chain {chain}")
+    for chain in (CHAIN2, CHAIN):  # the inner chain first: no moment where the outer one jumps into nothing
         run(["iptables", "-w", "-F", chain], what=f"flushing iptables chain {chain}")
-        for rule in chain_rules:
+        for rule in wanted[chain]:
             run(["iptables", "-w", "-A", chain, *rule], what=f"adding an isolation rule to {chain}")
     if probe(["iptables", "-w", "-C", "FORWARD", "-j", CHAIN]).returncode != 0:
         run(["iptables", "-w", "-I", "FORWARD", "1", "-j", CHAIN], what="jumping from FORWARD to the isolation chain")
