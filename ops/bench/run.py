@@ -114,6 +114,7 @@ def throughput(cfg: dict, log) -> dict:
         out[c] = {"runs": done, "tasks_per_s": statistics.mean(r["tasks_per_s"] for r in done),
                   "enqueue_per_s": statistics.mean(r["enqueue_per_s"] for r in done),
                   "cpu_ms_per_task": statistics.mean(r["cpu_ms_per_task"] for r in done),
+                  "cpu_ms_per_task_raw": statistics.mean(r["cpu_ms_per_task_raw"] for r in done),
                   "cpu_ms_per_task_by_role": _by_role(c, done, cfg["n"])}
     out["cpu_A_over_C"] = out["A"]["cpu_ms_per_task"] / out["C"]["cpu_ms_per_task"]
     out["cpu_A_over_B"] = out["A"]["cpu_ms_per_task"] / out["B"]["cpu_ms_per_task"]
@@ -126,7 +127,7 @@ def throughput(cfg: dict, log) -> dict:
 
 def _by_role(config: str, runs: list[dict], n: int) -> dict:
     roles = dict(zip(stack.involved(config), ("redis", "worker", "driver"), strict=True))
-    return {role: statistics.mean(r["cpu_ms"][name] for r in runs) / n for name, role in roles.items()}
+    return {role: statistics.mean(r["cpu_ms_net"][name] for r in runs) / n for name, role in roles.items()}
 
 
 # ---- latency -----------------------------------------------------------------------------------------
