@@ -199,7 +199,7 @@ def flush(cfg: dict, log) -> dict:
             p99, count = _write_p99(load["samples"], report["started"], report["ended"] + 1.0)
             if report["deleted"] != rows:
                 raise OpsError(f"bench flush: {method} deleted {report['deleted']} of {rows} stale rows")
-            covered = bool(load["samples"]) and load["samples"][-1][0] >= report["ended"]
+            covered = bool(load["samples"]) and max(started for started, *_ in load["samples"]) >= report["ended"]
             out[method] = {**{k: report[k] for k in ("deleted", "seconds", "rows_per_s")},
                            "write_p99_ms_during": p99, "writes_during": count, "load_covered_flush": covered}
             log(f"bench: {method}: {rows} rows in {report['seconds']:.2f}s ({report['rows_per_s']:.0f} rows/s); "
