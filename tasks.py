@@ -342,15 +342,40 @@ def tools_login(c):
         print(f"tools-login: {line}")
 
 
-@task(help={"n": "No-op tasks per throughput run.", "rounds": "Hardened/plain rounds (interleaved A B A B).",
-            "keys": "Keys in the backup/restore dataset.", "rows": "Stale result rows for the flush comparison.",
-            "quick": "Tiny sizes: checks that every step works (the test suite runs this)."})
+@task(help={"n": "No-op tasks per burst (A, B and C each, every round; default 5000).",
+            "rounds": "Interleaved rounds A B C A B C ... (default 3).",
+            "keys": "Keys in the backup/restore dataset (default 1000000).",
+            "rows": "Stale result rows for the flush comparison (default 1000000).",
+            "quick": "Tiny sizes: checks that every section works (the test suite runs this).",
+            "only": "Run one section: idle, throughput, latency, memory, flush or backup (merged into results.json).",
+            "readme": "Rewrite the README's performance table from the last results.json; runs nothing."})
 @_fail_cleanly
-def bench(c, n=5000, rounds=2, keys=1_000_000, rows=1_000_000, quick=False):
-    """Measure throughput, latency, the price of hardening, backup/restore and flush, side by side."""
+def bench(c, n=None, rounds=None, keys=None, rows=None, quick=False, only=None, readme=False):
+    """Measure what the deployment costs, as side-by-side ratios and cost per task; write bench/results.json."""
+    import json
+
+    from ops.bench import readme as bench_readme
     from ops.bench import run as b
 
+    if readme:
+        if not b.RESULTS.exists():
+            raise OpsError(f"no bench results yet ({b.RESULTS}): run `./invoke bench` first")
+        bench_readme.rewrite(json.loads(b.RESULTS.read_text()))
+        print(f"bench: README.md performance table rewritten from {b.RESULTS}")
+        return
+    if only and only not in b.SECTIONS:
+        raise OpsError(f"--only {only!r} is not a section: use one of {', '.join(b.SECTIONS)}")
+    cfg = dict(b.QUICK if quick else b.FULL)
+    for flag, value in (("n", n), ("rounds", rounds), ("keys", keys), ("rows", rows)):
+        shown = f"-{flag}" if len(flag) == 1 else f"--{flag}"
+        if value is None:
+            continue
+        try:
+            cfg[flag] = int(value)
+        except ValueError:
+            raise OpsError(f"{shown} {value!r} is not a whole number") from None
+        if cfg[flag] < 1:
+            raise OpsError(f"{shown} must be at least 1 (got {cfg[flag]})")
     _need_root("bench")
-    if quick:
-        n, rounds, keys, rows = 200, 1, 10_000, 5_000
-    b.run(int(n), int(rounds), int(keys), int(rows))
+    up(c, tenant=["a", "b"])  # the deployment as it ships, built from this checkout and healthy
+    b.run(cfg, only)

@@ -28,6 +28,8 @@ NAME_RULE = "a lowercase letter, then up to 30 lowercase letters, digits or dash
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 IMAGE_REPO = "tenantstack"
 COMPONENTS = ("redis", "app", "redis-commander")  # the images an instance builds
+# Built only by `./invoke bench`, FROM the instance's app image; never deployed, removed after each bench run.
+BENCH_COMPONENT = "bench"
 # UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
 UIDS = {"redis": 999, "app": 10001, "commander": 10002}
 
@@ -116,8 +118,8 @@ class Instance:
         return "local" if self.is_default else self.name
 
     def image(self, component: str) -> str:
-        """component: one of COMPONENTS."""
-        if component not in COMPONENTS:
+        """component: one of COMPONENTS, or BENCH_COMPONENT."""
+        if component not in (*COMPONENTS, BENCH_COMPONENT):
             raise ValueError(f"unknown image component {component!r}: one of {', '.join(COMPONENTS)}")
         return f"{IMAGE_REPO}/{component}:{self.image_tag}"
 

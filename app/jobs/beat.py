@@ -13,14 +13,12 @@ from pathlib import Path
 
 from celery.beat import PersistentScheduler
 
+# Defined beside the healthcheck, which must not import celery (this module does) to read a file's age.
+from jobs.healthcheck import heartbeat_path
+
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_FILE = "beat.heartbeat"
 LOCK_FILE = "beat.lock"
-
-
-def heartbeat_path(data_dir: Path) -> Path:
-    return Path(data_dir) / HEARTBEAT_FILE
 
 
 class AnotherBeatRunning(SystemExit):

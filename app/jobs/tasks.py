@@ -26,12 +26,6 @@ def slow_echo(self, value, seconds=0.1):
     return {"value": value, "tenant": settings.TENANT, "worker": self.request.hostname}
 
 
-@app.task(name="jobs.tasks.noop")
-def noop(sent_at: float, run: str = ""):
-    """Does nothing but say when it started: `invoke bench` measures queue latency and throughput with it."""
-    return {"sent": sent_at, "started": time.time()}
-
-
 @app.task(bind=True, name="jobs.tasks.heartbeat")
 def heartbeat(self):
     """Run by beat every few seconds: its TaskResult and this log line show the tenant's pipeline is alive."""

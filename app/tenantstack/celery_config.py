@@ -5,7 +5,6 @@ every key and pub/sub channel kombu uses starts with naming.key_prefix(tenant)
 (`global_keyprefix`, which also covers the pidbox/control broadcast channels), and the
 connection authenticates as the tenant's ACL user, which Redis confines to that prefix.
 """
-import os
 import ssl
 from datetime import timedelta
 from urllib.parse import quote
@@ -81,19 +80,6 @@ def beat_schedule() -> dict:
 
 
 def celery_settings(config: Config) -> dict:
-    settings = _celery_settings(config)
-    plain = os.environ.get(BENCH_PLAIN_BROKER_ENV)
-    if plain:  # `invoke bench` only: the very same settings against a plain Redis, to price the hardening
-        settings["broker_url"] = plain
-        del settings["broker_use_ssl"]
-    return settings
-
-
-# Set only by `invoke bench` on its own throwaway containers; never in an env file.
-BENCH_PLAIN_BROKER_ENV = "BENCH_PLAIN_BROKER_URL"
-
-
-def _celery_settings(config: Config) -> dict:
     queue = config.queue
     exchange = Exchange(queue, type="direct")
     return {

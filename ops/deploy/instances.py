@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from deployment import ports
-from deployment.instance import COMPONENTS, DEFAULT, ROOT, Instance, check_name
+from deployment.instance import BENCH_COMPONENT, COMPONENTS, DEFAULT, ROOT, Instance, check_name
 from ops.core.errors import OpsError
 from ops.core.run import probe, run
 
@@ -40,7 +40,7 @@ def remove(name: str, log=print) -> None:
         run(["docker", "volume", "rm", "-f", *found["volume"]], what=f"removing instance {name}'s volumes")
     if found["network"]:  # no -f: Docker Engine 20.10's CLI has none for networks
         run(["docker", "network", "rm", *found["network"]], what=f"removing instance {name}'s networks")
-    tags = [inst.image(c) for c in COMPONENTS]
+    tags = [inst.image(c) for c in (*COMPONENTS, BENCH_COMPONENT)]  # a bench run killed outright leaves its image
     present = [t for t in tags if probe(["docker", "image", "inspect", t]).returncode == 0]
     if present:  # only the instance's tags: layers shared with other instances stay
         probe(["docker", "rmi", *present])  # a tag still used by a leftover container stays: harmless

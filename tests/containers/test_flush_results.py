@@ -21,13 +21,30 @@ new = db.execute(q.format(">=")).fetchone()[0]
 print(old, new)
 """
 
+# `old` results 30 days old and `new` fresh ones, worker 'celery@bench', straight into the tenant's real
+# database with raw SQL (the ORM would take minutes); the recursive CTE yields at least one row, hence the guard.
+FILL = """
+import sqlite3, sys
+db = sqlite3.connect('/data/db.sqlite3', timeout=30)
+for count, age in ((int(sys.argv[1]), '-30 days'), (int(sys.argv[2]), '-0 days')):
+    if count > 0:
+        db.execute('''WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?)
+            INSERT INTO django_celery_results_taskresult
+              (task_id, status, content_type, content_encoding, result, date_done, date_created, traceback, meta,
+               task_args, task_kwargs, task_name, worker, periodic_task_name)
+            SELECT lower(hex(randomblob(16))), 'SUCCESS', 'application/json', 'utf-8', '{"value": 1}', w, w, NULL,
+                   '{"children": []}', '[]', '{}', 'jobs.tasks.echo', 'celery@bench', NULL
+            FROM s, (SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', ?) AS w)''', (count, age))
+db.commit()
+"""
+
 
 def _web(tenant: str) -> str:
     return d.container(naming.service_name(tenant, "web"))
 
 
-def _python(tenant: str, code: str) -> str:
-    run = subprocess.run(["docker", "exec", _web(tenant), "python", "-c", code], capture_output=True, text=True,
+def _python(tenant: str, code: str, *args: str) -> str:
+    run = subprocess.run(["docker", "exec", _web(tenant), "python", "-c", code, *args], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout
@@ -42,7 +59,7 @@ def _counts(tenant: str) -> tuple[int, int]:
 def stale_rows():
     """100k results 30 days old and 1k new ones in tenant a, 1k old ones in tenant b (their real databases)."""
     for tenant, old, new in (("a", OLD, NEW), ("b", NEW, 0)):
-        _python(tenant, f"from jobs.bench import _fill; _fill('/data', {old}, {new})")
+        _python(tenant, FILL, str(old), str(new))
     yield
     for tenant in ("a", "b"):
         _python(tenant, "import sqlite3; db = sqlite3.connect('/data/db.sqlite3', timeout=30); "
