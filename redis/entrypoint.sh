@@ -7,7 +7,8 @@ errors=0
 fail() { echo "redis: $1: $fix" >&2; errors=$((errors + 1)); }
 
 for f in /etc/redis/redis.conf /run/secrets/tls/ca.crt /run/secrets/tls/server.crt /run/secrets/tls/server.key \
-         /run/secrets/redis/auth.conf /run/secrets/redis/health.pass; do
+         /run/secrets/redis/auth.conf /run/secrets/redis/health.pass \
+         /run/secrets/redis/load.redis-cli /run/secrets/redis/load.expect; do
   if [ ! -e "$f" ]; then fail "$f is missing"; elif [ ! -r "$f" ]; then fail "$f is not readable by uid $(id -u)"; fi
 done
 if [ "$errors" -eq 0 ]; then

@@ -84,10 +84,11 @@ def test_bad_instance_name_stops_every_task_with_one_line():
 
 def test_every_rule_starts_with_reset_and_the_auth_file_round_trips():
     redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
-    rules = acl.rules(redis_env, {"a": "pa", "b": "pb"})
+    tenants = {"a": {"REDIS_PASSWORD": "pa"}, "b": {"REDIS_PASSWORD": "pb"}}
+    rules = acl.rules(redis_env, tenants)
     assert set(rules) == {acl.HEALTH_USER, acl.COMMANDER_USER, "tenant-a", "tenant-b"}
     assert all(rule[0] == "reset" for rule in rules.values())
-    assert acl.parse_users(acl.auth_conf(redis_env, {"a": "pa", "b": "pb"})) == rules
+    assert acl.parse_users(acl.auth_conf(redis_env, tenants)) == rules
 
 
 ACL_WRITERS = {"deployment/acl.py", "ops/secrets/acl.py"}
