@@ -102,3 +102,57 @@ def test_no_code_outside_the_renderer_and_apply_builds_or_sends_an_acl_rule():
                and "node_modules" not in f]
     offenders = [f for f in product if f not in ACL_WRITERS and ACL_SIGNS.search((ROOT / f).read_text())]
     assert product and not offenders
+
+
+def test_tenant_rules_grant_exact_commands_no_category_and_only_kombu_scripts():
+    from deployment import lua
+
+    rule = acl.tenant_rule("a", {"REDIS_PASSWORD": "p"})
+    grants = [t for t in rule if t.startswith("+")]
+    assert rule[rule.index("-@all") + 1:] == grants  # nothing before the list, nothing after it
+    assert not [g for g in grants if "@" in g]
+    assert {g for g in grants if g.startswith("+evalsha")} == {f"+evalsha|{sha}" for sha in lua.kombu_scripts()}
+    assert not {"+evalsha", "+script|load", "+eval", "+client|tracking", "+select", "+copy", "+client"} & set(grants)
+    health = acl.rules(envs.redis_values(secret=lambda k: "x"), {})[acl.HEALTH_USER]
+    assert [t for t in health if t.startswith(("+", "-"))] == ["-@all", "+ping", "+auth", "+hello", "+script|load"]
+
+
+def test_kombu_scripts_are_read_from_the_installed_kombu_and_load_exactly():
+    from kombu.transport import redis as transport
+
+    from deployment import lua
+
+    scripts = lua.kombu_scripts()
+    assert {transport.REFRESH_BINDING, transport.SWEEP_BINDINGS} <= set(scripts.values())
+    assert lua.load_expectation(scripts).split() == [*scripts, "PONG"]
+    assert len(lua.load_commands(scripts).splitlines()) == len(scripts) + 1  # one line per script, then PING
+
+
+def test_declared_channel_patterns_stay_inside_the_tenant_prefix():
+    patterns = naming.acl_channel_patterns("a", broadcast_queues=["reload"], event_routing_keys=["task.#"])
+    assert patterns == ["tenant-a:*", "tenant-a:/0.celery.pidbox", "tenant-a:/0.reload", "tenant-a:/0.reload/tenant-a",
+                        "tenant-a:/0.celeryev/*", "tenant-a:/0.celeryev/worker.*", "tenant-a:/0.celeryev/task.*"]
+    rule = acl.tenant_rule("a", {"REDIS_PASSWORD": "p", "CELERY_BROADCAST_QUEUES": "reload",
+                                 "CELERY_EVENT_ROUTING_KEYS": "task.#"})
+    assert [t[1:] for t in rule if t.startswith("&")] == patterns
+
+
+@pytest.mark.parametrize("name,value", [("CELERY_BROADCAST_QUEUES", "reload,x ~* +@all"),
+                                        ("CELERY_EVENT_ROUTING_KEYS", "task.# *")])
+def test_a_bad_declaration_is_one_line_and_never_rendered(name, value):
+    values = {**envs.tenant_values("a", 8001, secret=lambda k: "x"), name: value}
+    bad = value.split(",")[-1] if name == "CELERY_BROADCAST_QUEUES" else value
+    assert envs.problems(envs.TENANT_SETTINGS, values) == [
+        f"{name} has invalid item {bad!r}: {envs.TENANT[name].fix}"]
+    with pytest.raises(ValueError, match="invalid item"):
+        acl.tenant_rule("a", {"REDIS_PASSWORD": "p", name: value})
+
+
+def test_maxmemory_is_rendered_from_the_budget_and_defaults_for_older_env_files():
+    redis_env = envs.redis_values(secret=lambda k: "x")
+    assert "maxmemory 1024mb" in acl.auth_conf(redis_env, {}).splitlines()
+    assert "maxmemory 2048mb" in acl.auth_conf({**redis_env, "REDIS_MAXMEMORY_MB": "2048"}, {}).splitlines()
+    older = {k: v for k, v in redis_env.items() if k != "REDIS_MAXMEMORY_MB"}
+    assert "maxmemory 1024mb" in acl.auth_conf(older, {}).splitlines()
+    assert envs.problems(envs.REDIS_SETTINGS, {**redis_env, "REDIS_MAXMEMORY_MB": "10"}) == [
+        "REDIS_MAXMEMORY_MB=10 is out of range 64..1048576: set it to a number of megabytes, e.g. 1024"]

@@ -266,3 +266,38 @@ def config(local_redis, name: str) -> str:
 ])
 def test_server_bounds(local_redis, name, value):
     assert config(local_redis, name) == value
+
+
+# What Redis 7.0 cannot limit (README, Redis): these tests show the limitation is real, so the README
+# never claims more than Redis gives.
+
+def test_limitation_a_certificate_is_not_bound_to_its_user(local_redis):
+    """Redis checks the certificate's CA, not its CN: a's certificate with b's password logs in as b."""
+    crossed = local_redis.client(naming.redis_user("b"), local_redis.tenant_passwords["b"], cert=naming.redis_user("a"))
+    local_redis.client().set(B_SECRET, "b's secret", ex=60)
+    assert crossed.get(B_SECRET) == b"b's secret"  # logged in as b, with a's certificate
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        crossed.get(A + "x")  # and only as b
+
+
+def test_limitation_maxclients_is_shared_by_every_user(local_redis, tenant_b):
+    """One count for all users: tenant a can take every slot and lock b out (lowered to 40 here)."""
+    cfg = local_redis.redis_env[acl.RENAMED["CONFIG"]]
+    op = local_redis.client(single_connection_client=True)
+    before = config(local_redis, "maxclients")
+    opened = []
+    try:
+        op.execute_command(cfg, "SET", "maxclients", "40")
+        for _ in range(60):
+            try:
+                s = _tls_socket(local_redis, "tenant-a", local_redis.tenant_passwords["a"])
+            except (AssertionError, OSError):
+                break
+            opened.append(s)
+        with pytest.raises(redis.ConnectionError):  # over TLS Redis just drops the new connection
+            local_redis.tenant_client("b", retry_on_error=[]).ping()
+    finally:
+        for s in opened:
+            s.close()
+        op.execute_command(cfg, "SET", "maxclients", before)
+    tenant_b.round_trip()
