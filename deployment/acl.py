@@ -25,9 +25,10 @@ from . import envs, lua, naming
 # to it when a script is missing; the healthcheck preloads them, and a tenant loading scripts would
 # cache unbounded Lua outside maxmemory) and the test's own arbitrary scripts.
 # Never granted, though some are "connection" commands: CLIENT TRACKING/KILL/PAUSE/NO-EVICT/LIST/INFO,
-# RESET, SELECT (and `databases 1` in redis.conf), SCAN/KEYS/RANDOMKEY/DBSIZE, PUBSUB, OBJECT, MEMORY,
+# SELECT (and `databases 1` in redis.conf), SCAN/KEYS/RANDOMKEY/DBSIZE, PUBSUB, OBJECT, MEMORY,
 # SUBSCRIBE (kombu only PSUBSCRIBEs), EVAL/EVAL_RO/EVALSHA_RO/FCALL/FUNCTION/SCRIPT other than EXISTS.
-# QUIT needs no grant: Redis answers it before any ACL check.
+# RESET and QUIT cannot be denied: Redis 7.0 runs no-auth commands before any ACL check (RESET leaves
+# the connection with at most the user's rights; tests/app/test_hostile_tenant.py).
 TENANT_COMMANDS = (
     "hello auth ping client|setname "                        # connect: RESP3 HELLO, AUTH, client_name
     "lpush rpush rpop brpop llen del exists pexpire "        # queues (kombu's virtual transport)
