@@ -1,6 +1,7 @@
 #!/bin/sh
 # Refuse to start Redis with a missing/unreadable secret or a certificate that does not match its key,
 # with one line per problem naming the file and the fix. All problems are collected before exiting.
+# Then start Redis on loopback, load kombu's scripts, and only then accept clients (below).
 set -eu
 fix="run \`./invoke init\` on the host (\`./invoke init --rotate\` to reissue)"
 errors=0
@@ -22,4 +23,31 @@ if [ "$errors" -eq 0 ]; then
   fi
 fi
 [ "$errors" -eq 0 ] || exit 78  # EX_CONFIG
-exec "$@"
+
+# Tenants may EVALSHA kombu's scripts but never load them, and Redis starts with none: a worker that
+# reconnected before they were loaded would die on NOSCRIPT + a refused SCRIPT LOAD. So Redis listens
+# on loopback only until the healthcheck has loaded every script (and checked its SHA1), and only then
+# binds what redis.conf says, with CONFIG SET under its generated name as the operator (password and
+# name read from the auth file, passed in the environment, never on a command line).
+"$@" --bind 127.0.0.1 &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+until /usr/local/bin/redis-healthcheck 2>/dev/null; do
+  if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; exit $?; fi
+  sleep 0.1
+done
+auth=/run/secrets/redis/auth.conf
+config=$(sed -n 's/^rename-command CONFIG //p' "$auth")
+bind=$(sed -n 's/^bind //p' /etc/redis/redis.conf)
+REDISCLI_AUTH=$(sed -n 's/^requirepass //p' "$auth") redis-cli --no-auth-warning \
+  --tls --cacert /run/secrets/tls/ca.crt --cert /run/secrets/tls/server.crt --key /run/secrets/tls/server.key \
+  -h 127.0.0.1 -p 6380 "$config" SET bind "$bind" | grep -qx OK \
+  || { echo "redis: could not open $bind after loading kombu's scripts" >&2; kill -TERM "$pid"; }
+echo "redis: kombu's scripts loaded; listening on $bind" >&2
+status=0
+wait "$pid" || status=$?
+if kill -0 "$pid" 2>/dev/null; then  # wait returned early, for the signal the trap forwarded: Redis is saving
+  status=0
+  wait "$pid" || status=$?
+fi
+exit "$status"
