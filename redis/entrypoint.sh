@@ -28,26 +28,20 @@ fi
 # reconnected before they were loaded would die on NOSCRIPT + a refused SCRIPT LOAD. So Redis listens
 # on loopback only until the healthcheck has loaded every script (and checked its SHA1), and only then
 # binds what redis.conf says, with CONFIG SET under its generated name as the operator (password and
-# name read from the auth file, passed in the environment, never on a command line).
-"$@" --bind 127.0.0.1 &
-pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
-until /usr/local/bin/redis-healthcheck 2>/dev/null; do
-  if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; exit $?; fi
-  sleep 0.1
-done
-auth=/run/secrets/redis/auth.conf
-config=$(sed -n 's/^rename-command CONFIG //p' "$auth")
-bind=$(sed -n 's/^bind //p' /etc/redis/redis.conf)
-REDISCLI_AUTH=$(sed -n 's/^requirepass //p' "$auth") redis-cli --no-auth-warning \
-  --tls --cacert /run/secrets/tls/ca.crt --cert /run/secrets/tls/server.crt --key /run/secrets/tls/server.key \
-  -h 127.0.0.1 -p 6380 "$config" SET bind "$bind" | grep -qx OK \
-  || { echo "redis: could not open $bind after loading kombu's scripts" >&2; kill -TERM "$pid"; }
-echo "redis: kombu's scripts loaded; listening on $bind" >&2
-status=0
-wait "$pid" || status=$?
-if kill -0 "$pid" 2>/dev/null; then  # wait returned early, for the signal the trap forwarded: Redis is saving
-  status=0
-  wait "$pid" || status=$?
-fi
-exit "$status"
+# name read from the auth file, passed in the environment, never on a command line). The loader is
+# detached (double fork, so init reaps it) and Redis itself is exec'd: it gets SIGTERM directly and
+# shuts down gracefully (final AOF fsync), as before.
+( (
+  until /usr/local/bin/redis-healthcheck 2>/dev/null; do sleep 0.1; done
+  auth=/run/secrets/redis/auth.conf
+  config=$(sed -n 's/^rename-command CONFIG //p' "$auth")
+  bind=$(sed -n 's/^bind //p' /etc/redis/redis.conf)
+  if REDISCLI_AUTH=$(sed -n 's/^requirepass //p' "$auth") redis-cli --no-auth-warning \
+       --tls --cacert /run/secrets/tls/ca.crt --cert /run/secrets/tls/server.crt --key /run/secrets/tls/server.key \
+       -h 127.0.0.1 -p 6380 "$config" SET bind "$bind" | grep -qx OK; then
+    echo "redis: kombu's scripts loaded; listening on $bind" >&2
+  else
+    echo "redis: could not bind $bind after loading kombu's scripts: still on loopback only" >&2
+  fi
+) & )
+exec "$@" --bind 127.0.0.1
