@@ -4,19 +4,43 @@ Nothing else builds an ACL rule. ops/secrets/acl.py's `apply()` is the one write
 wherever they must be (the auth file read at every Redis start, and the live Redis), so two writers
 can never undo each other. Each rule starts with `reset`, so a rule is always the whole truth.
 """
-from . import naming
+from collections.abc import Mapping
 
-# Tenant users: their own keys and channels, data commands only. No key enumeration (SCAN, KEYS,
-# RANDOMKEY, DBSIZE would reveal or count other tenants' keys), no PUBSUB introspection (lists every
-# tenant's channels), no SELECT/MOVE/SWAPDB (stay in the broker DB), nothing @dangerous or @admin.
-TENANT_COMMANDS = ("-@all +@read +@write +@keyspace +@string +@list +@hash +@set +@sortedset +@pubsub "
-                   "+@transaction +@connection -@dangerous -@admin -scan -keys -randomkey -dbsize -pubsub "
-                   "-select -move -swapdb -acl "
-                   # kombu 5.7 runs Lua (EVALSHA, calling TIME) for expiring queues such as Celery's control
-                   # replies; ACLs still apply inside scripts. FUNCTION would be shared by all tenants.
-                   "+evalsha +script|load +script|exists +time -function")
+from . import envs, lua, naming
+
+# Tenant users get exactly the commands their Celery stack sends, and no category at all: a category
+# (+@connection, +@read, ...) silently grants whatever Redis files under it, e.g. CLIENT TRACKING, whose
+# BCAST PREFIX Redis 7.0 never checks against the ACL (another tenant's key names as invalidations).
+# Derived by recording: tests/support/command_recorder.py ran an operator MONITOR (plus CLIENT LIST to
+# tell users apart) on the fast test server while tests/app/ ran (worker, beat, gunicorn web,
+# inspect/control CLI and API, tenant isolation), kombu 5.7.0, Celery 5.7.0, redis-py 8.1.0, Django 5.2.
+# Observed for tenant users:
+#   brpop client|setname del evalsha exec hdel hello hget hset llen lpush multi ping psubscribe publish
+#   punsubscribe rpop sadd script|exists script|load set smembers srem watch zadd zrange zrem
+#   and inside kombu's Lua: del get sadd time zadd zrangebyscore
+# Added by reading kombu/transport/redis.py and redis-py, on paths the tests did not reach: rpush
+# (restore at the tail), exists (queue_declare passive), pexpire (queues with x-expires), unwatch and
+# discard (redis-py ends an aborted WATCH/MULTI with them), zrem/exists inside SWEEP_BINDINGS, auth
+# (redis-py re-authenticates with AUTH). Dropped from what was seen: script|load (kombu only falls back
+# to it when a script is missing; the healthcheck preloads them, and a tenant loading scripts would
+# cache unbounded Lua outside maxmemory) and the test's own arbitrary scripts.
+# Never granted, though some are "connection" commands: CLIENT TRACKING/KILL/PAUSE/NO-EVICT/LIST/INFO,
+# SELECT (and `databases 1` in redis.conf), SCAN/KEYS/RANDOMKEY/DBSIZE, PUBSUB, OBJECT, MEMORY,
+# SUBSCRIBE (kombu only PSUBSCRIBEs), EVAL/EVAL_RO/EVALSHA_RO/FCALL/FUNCTION/SCRIPT other than EXISTS.
+# RESET and QUIT cannot be denied: Redis 7.0 runs no-auth commands before any ACL check (RESET leaves
+# the connection with at most the user's rights; tests/app/test_hostile_tenant.py).
+TENANT_COMMANDS = (
+    "hello auth ping client|setname "                        # connect: RESP3 HELLO, AUTH, client_name
+    "lpush rpush rpop brpop llen del exists pexpire "        # queues (kombu's virtual transport)
+    "sadd srem smembers "                                    # _kombu.binding.* tables
+    "zadd zrem zrange zrangebyscore hset hget hdel set "     # unacked index/hash, Mutex (SET NX PX)
+    "watch unwatch multi exec discard "                      # restore_by_tag's transaction, pipelines
+    "publish psubscribe punsubscribe "                       # fanout: pidbox, events, Broadcast()
+    "script|exists get time")                                # redis-py pipelines; inside kombu's scripts
+
 HEALTH_USER = "health"
-HEALTH_COMMANDS = "-@all +ping +auth +hello"
+# The healthcheck also loads kombu's scripts after every start (redis/healthcheck.sh): script|load only.
+HEALTH_COMMANDS = "-@all +ping +auth +hello +script|load"
 COMMANDER_USER = "commander"
 # redis-commander: read-only, may list keys with SCAN (KEYS is renamed) and see INFO.
 COMMANDER_COMMANDS = ("-@all +@read -@dangerous +info +scan +ping +hello +auth +select +client|setname "
@@ -27,29 +51,54 @@ RENAMED = {"CONFIG": "REDIS_CONFIG_COMMAND", "KEYS": "REDIS_KEYS_COMMAND", "SHUT
 DISABLED = ("FLUSHALL", "FLUSHDB", "DEBUG")
 
 
-def tenant_rule(tenant: str, password: str) -> list[str]:
-    channels = [f"&{p}" for p in naming.acl_channel_patterns(tenant)]
-    return ["reset", "on", f">{password}", f"~{naming.key_prefix(tenant)}*", "resetchannels", *channels,
-            *TENANT_COMMANDS.split()]
+def tenant_rule(tenant: str, settings: Mapping[str, str], scripts=None) -> list[str]:
+    """The whole rule of a tenant's user; `settings` is its env file (REDIS_PASSWORD, declarations)."""
+    declared = {}
+    for name in ("CELERY_BROADCAST_QUEUES", "CELERY_EVENT_ROUTING_KEYS"):
+        declared[name], problem = envs.items(envs.TENANT[name], settings.get(name, ""))
+        if problem:  # the env file's validation refuses it first; never render a rule from a bad item
+            raise ValueError(f"tenant {tenant}: {problem}: {envs.TENANT[name].fix}")
+    patterns = naming.acl_channel_patterns(tenant, broadcast_queues=declared["CELERY_BROADCAST_QUEUES"],
+                                           event_routing_keys=declared["CELERY_EVENT_ROUTING_KEYS"])
+    # `+evalsha|<sha1>` is Redis 7.0's first-argument rule: deprecated since 7.0 (it may go in a later
+    # major version) but supported and the only way to allow some scripts and not others. Only kombu's
+    # scripts (deployment/lua.py), so no tenant can run a loop or reach Lua's unbounded memory.
+    evalsha = [f"+evalsha|{sha}" for sha in (lua.kombu_scripts() if scripts is None else scripts)]
+    return ["reset", "on", f">{settings['REDIS_PASSWORD']}", f"~{naming.key_prefix(tenant)}*", "resetchannels",
+            *[f"&{p}" for p in patterns], "-@all", *[f"+{c}" for c in TENANT_COMMANDS.split()], *evalsha]
 
 
-def rules(redis_env: dict[str, str], tenant_passwords: dict[str, str]) -> dict[str, list[str]]:
-    """user -> its whole rule, as ACL SETUSER and the auth file's `user` line both take it."""
+def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]]) -> dict[str, list[str]]:
+    """user -> its whole rule, as ACL SETUSER and the auth file's `user` line both take it.
+
+    tenant_settings: tenant -> its env file's values (at least REDIS_PASSWORD)."""
+    scripts = lua.kombu_scripts()
     out = {
         HEALTH_USER: ["reset", "on", f">{redis_env['REDIS_HEALTH_PASSWORD']}", "resetkeys", "resetchannels",
                       *HEALTH_COMMANDS.split()],
         COMMANDER_USER: ["reset", "on", f">{redis_env['REDIS_COMMANDER_PASSWORD']}", "~*", "resetchannels",
                          *COMMANDER_COMMANDS.split()],
     }
-    for tenant, password in sorted(tenant_passwords.items()):
-        out[naming.redis_user(tenant)] = tenant_rule(tenant, password)
+    for tenant, settings in sorted(tenant_settings.items()):
+        out[naming.redis_user(tenant)] = tenant_rule(tenant, settings, scripts)
     return out
 
 
-def auth_conf(redis_env: dict[str, str], tenant_passwords: dict[str, str]) -> str:
+def maxmemory_mb(redis_env: dict[str, str]) -> int:
+    """The memory budget; an env file from before the setting existed gets the table's default."""
+    row = envs.REDIS["REDIS_MAXMEMORY_MB"]
+    value, problem = envs.integer(row, redis_env.get(row.name) or row.default)
+    if problem:
+        raise ValueError(f"{problem}: {row.fix}")
+    return value
+
+
+def auth_conf(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]]) -> str:
     lines = ["# GENERATED by ./invoke from envs/*.env (deployment/acl.py): do not edit, it is rewritten on every run.",
-             f"requirepass {redis_env['REDIS_PASSWORD']}"]
-    lines += [f"user {user} {' '.join(rule)}" for user, rule in rules(redis_env, tenant_passwords).items()]
+             f"requirepass {redis_env['REDIS_PASSWORD']}",
+             # From REDIS_MAXMEMORY_MB (envs/redis.env); redis.conf includes this file last, so it wins.
+             f"maxmemory {maxmemory_mb(redis_env)}mb"]
+    lines += [f"user {user} {' '.join(rule)}" for user, rule in rules(redis_env, tenant_settings).items()]
     lines += [f"rename-command {cmd} {redis_env[key]}" for cmd, key in RENAMED.items()]
     lines += [f'rename-command {cmd} ""' for cmd in DISABLED]
     return "\n".join(lines) + "\n"

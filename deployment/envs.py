@@ -28,6 +28,11 @@ class Setting:
     # variable: true for every secret, and for a value that may embed one (a database URL's password).
     in_file: bool = False
     decimal: bool = False  # a number with a fraction (CPUs), validated against low..high
+    item: str = ""  # list settings: a regex every comma-separated item must match in full
+
+    @property
+    def is_list(self) -> bool:
+        return bool(self.item)
 
     @property
     def is_integer(self) -> bool:
@@ -72,6 +77,17 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
       for role, cpus in (("web", "1.0"), ("worker", "1.5"), ("beat", "0.5"))),
     Setting("PIDS_LIMIT", "Most processes and threads each of the tenant's containers may run (stops a fork bomb).",
             "256", required=False, low=32, high=65536, fix="set it to a whole number of processes, e.g. 256"),
+    # Redis 7.0 compares a PSUBSCRIBE pattern literally with the ACL's channel patterns, so every pattern
+    # kombu subscribes to must be listed exactly (deployment/naming.py acl_channel_patterns): these two
+    # declare the ones beyond the pidbox and the default event receivers. Items become ACL patterns, hence
+    # the strict character sets (no spaces, no glob characters in names).
+    Setting("CELERY_BROADCAST_QUEUES", "Comma-separated names of the Broadcast() queues the tenant's workers consume "
+            "(empty: none). Each may then be PSUBSCRIBEd as <prefix>/0.<name>.", required=False,
+            item=r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+            fix="list Broadcast() queue names of letters, digits, '.', '_' or '-', e.g. CELERY_BROADCAST_QUEUES=reload"),
+    Setting("CELERY_EVENT_ROUTING_KEYS", "Comma-separated routing keys of event receivers beyond `#` and `worker.#` "
+            "(empty: none), e.g. task.#", required=False, item=r"[A-Za-z0-9_#*-]{1,32}(\.[A-Za-z0-9_#*-]{1,32}){0,7}",
+            fix="list topic routing keys of words (letters, digits, '_', '-', '*' or '#') joined by '.', e.g. task.#"),
 )
 TENANT = {s.name: s for s in TENANT_SETTINGS}
 
@@ -88,6 +104,11 @@ REDIS_SETTINGS: tuple[Setting, ...] = (
     Setting("COMMANDER_HTTP_USER", "Login of the redis-commander web UI (`./invoke tools-login` shows it).",
             PLACEHOLDER, secret=True),
     Setting("COMMANDER_HTTP_PASSWORD", "Password of the redis-commander web UI.", PLACEHOLDER, secret=True),
+    # The one memory budget of Redis (deployment/acl.py renders `maxmemory` from it into the auth file).
+    # 1024 MB leaves a 24 GiB / 2-core host plenty for two tenants' stacks; Redis' container needs more
+    # than this (fork copy-on-write for BGSAVE/AOF rewrite, Lua, client buffers): see README, Redis.
+    Setting("REDIS_MAXMEMORY_MB", "Redis' data budget in MB (maxmemory); writes are refused beyond it (noeviction).",
+            "1024", required=False, low=64, high=1024 * 1024, fix="set it to a number of megabytes, e.g. 1024"),
 )
 REDIS = {s.name: s for s in REDIS_SETTINGS}
 
@@ -153,6 +174,15 @@ def number(setting: Setting, raw: str) -> tuple[float | None, str | None]:
 def value_of(setting: Setting, values: dict[str, str]) -> str:
     """The setting's value in an env file, its default when absent or empty (optional rows added later)."""
     return values.get(setting.name) or setting.default
+def items(setting: Setting, raw: str) -> tuple[tuple[str, ...], str | None]:
+    """(items, None) or ((), problem) for a comma-separated list setting; empty items are ignored."""
+    import re
+
+    values = tuple(v.strip() for v in (raw or "").split(",") if v.strip())
+    bad = [v for v in values if not re.fullmatch(setting.item, v)]
+    if bad:
+        return (), f"{setting.name} has invalid item {bad[0]!r}"
+    return values, None
 
 
 def problems(table: tuple[Setting, ...], values: dict[str, str]) -> list[str]:
@@ -170,6 +200,10 @@ def problems(table: tuple[Setting, ...], values: dict[str, str]) -> list[str]:
         raw = values.get(s.name, "")
         if (s.is_integer or s.decimal) and raw and s.name not in missing:
             _, problem = (integer if s.is_integer else number)(s, raw)
+            if problem:
+                out.append(f"{problem}: {s.fix}")
+        if s.is_list and raw:
+            _, problem = items(s, raw)
             if problem:
                 out.append(f"{problem}: {s.fix}")
     if table is TENANT_SETTINGS and values.get("TENANT") and not naming.is_valid_tenant_name(values["TENANT"]):

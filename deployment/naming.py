@@ -73,16 +73,26 @@ def env_file_re() -> re.Pattern:
     return re.compile(rf"^{_TENANT}([a-z][a-z0-9]*)\.env(\.example)?$")
 
 
-def acl_channel_patterns(tenant: str) -> list[str]:
-    """Pub/sub patterns the tenant's ACL user may use.
+def acl_channel_patterns(tenant: str, broadcast_queues=(), event_routing_keys=()) -> list[str]:
+    """Pub/sub patterns the tenant's ACL user may use, from its declarations (deployment/envs.py).
 
-    kombu PSUBSCRIBEs literal patterns and Redis 7.0 matches PSUBSCRIBE patterns
-    literally against the ACL, so the exact patterns kombu sends must be listed
-    besides the glob that covers PUBLISH/SUBSCRIBE.
+    PUBLISH and SUBSCRIBE are matched against ACL patterns as globs: `<prefix>*` covers every channel
+    kombu publishes to. PSUBSCRIBE is different: Redis 7.0 compares the pattern *literally* with the
+    ACL's patterns, so each pattern kombu PSUBSCRIBEs must be listed exactly. kombu subscribes to
+    `<prefix>/<db>.<exchange>` for a fanout exchange without routing key (the pidbox, a Broadcast()
+    queue declared with routing_key="") and `<prefix>/<db>.<exchange>/<routing key, # as *>` otherwise:
+    a Broadcast() queue in a Celery app gets the app's default routing key (the tenant's queue name),
+    and Celery makes the event exchange `celeryev` a fanout exchange on Redis. Every pattern starts with the tenant's literal
+    prefix, which holds no glob character, so none can match another tenant's channel.
     """
     p = key_prefix(tenant)
     db = BROKER_DB
-    return [f"{p}*", f"{p}/{db}.celery.pidbox", f"{p}/{db}.celeryev/worker.*", f"{p}/{db}.celeryev/*"]
+    events = ["#", "worker.#", *event_routing_keys]
+    patterns = [f"{p}*", f"{p}/{db}.celery.pidbox"]
+    for name in broadcast_queues:
+        patterns += [f"{p}/{db}.{name}", f"{p}/{db}.{name}/{queue_name(tenant)}"]
+    patterns += [f"{p}/{db}.celeryev/{key.replace('#', '*')}" for key in events]
+    return list(dict.fromkeys(patterns))  # once each, in order
 
 
 # ---- isolation between tenants (networks, secret files) -------------------------------------------

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from deployment import ports
+from tests.support import command_recorder
 from tests.support import local_redis as _local_redis
 
 
@@ -22,5 +23,10 @@ def pytest_configure(config):
 def local_redis(tmp_path_factory):
     """A real TLS-only redis-server with the project's redis.conf and ACL users for tenants a and b."""
     server = _local_redis.start(tmp_path_factory.mktemp("redis"))
+    recorder = None
+    if os.environ.get(command_recorder.RECORD_VAR):  # development aid: see tests/support/command_recorder.py
+        recorder = command_recorder.Recorder(server, os.environ[command_recorder.RECORD_VAR]).start()
     yield server
+    if recorder:
+        recorder.stop()
     server.stop()

@@ -84,10 +84,11 @@ def test_bad_instance_name_stops_every_task_with_one_line():
 
 def test_every_rule_starts_with_reset_and_the_auth_file_round_trips():
     redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
-    rules = acl.rules(redis_env, {"a": "pa", "b": "pb"})
+    tenants = {"a": {"REDIS_PASSWORD": "pa"}, "b": {"REDIS_PASSWORD": "pb"}}
+    rules = acl.rules(redis_env, tenants)
     assert set(rules) == {acl.HEALTH_USER, acl.COMMANDER_USER, "tenant-a", "tenant-b"}
     assert all(rule[0] == "reset" for rule in rules.values())
-    assert acl.parse_users(acl.auth_conf(redis_env, {"a": "pa", "b": "pb"})) == rules
+    assert acl.parse_users(acl.auth_conf(redis_env, tenants)) == rules
 
 
 ACL_WRITERS = {"deployment/acl.py", "ops/secrets/acl.py"}
@@ -125,3 +126,55 @@ def test_bad_limits_are_named_with_their_fix_and_absent_ones_take_defaults():
                      "WORKER_CPUS=0 is out of range 0.01..256: set it to a number of cores, e.g. 1.5",
                      "PIDS_LIMIT=10 is out of range 32..65536: set it to a whole number of processes, e.g. 256"]
     assert envs.value_of(envs.TENANT["BEAT_MEMORY_MB"], values) == "256"
+def test_tenant_rules_grant_exact_commands_no_category_and_only_kombu_scripts():
+    from deployment import lua
+
+    rule = acl.tenant_rule("a", {"REDIS_PASSWORD": "p"})
+    grants = [t for t in rule if t.startswith("+")]
+    assert rule[rule.index("-@all") + 1:] == grants  # nothing before the list, nothing after it
+    assert not [g for g in grants if "@" in g]
+    assert {g for g in grants if g.startswith("+evalsha")} == {f"+evalsha|{sha}" for sha in lua.kombu_scripts()}
+    assert not {"+evalsha", "+script|load", "+eval", "+client|tracking", "+select", "+copy", "+client"} & set(grants)
+    health = acl.rules(envs.redis_values(secret=lambda k: "x"), {})[acl.HEALTH_USER]
+    assert [t for t in health if t.startswith(("+", "-"))] == ["-@all", "+ping", "+auth", "+hello", "+script|load"]
+
+
+def test_kombu_scripts_are_read_from_the_installed_kombu_and_load_exactly():
+    from kombu.transport import redis as transport
+
+    from deployment import lua
+
+    scripts = lua.kombu_scripts()
+    assert {transport.REFRESH_BINDING, transport.SWEEP_BINDINGS} <= set(scripts.values())
+    assert lua.load_expectation(scripts).split() == [*scripts, "PONG"]
+    assert len(lua.load_commands(scripts).splitlines()) == len(scripts) + 1  # one line per script, then PING
+
+
+def test_declared_channel_patterns_stay_inside_the_tenant_prefix():
+    patterns = naming.acl_channel_patterns("a", broadcast_queues=["reload"], event_routing_keys=["task.#"])
+    assert patterns == ["tenant-a:*", "tenant-a:/0.celery.pidbox", "tenant-a:/0.reload", "tenant-a:/0.reload/tenant-a",
+                        "tenant-a:/0.celeryev/*", "tenant-a:/0.celeryev/worker.*", "tenant-a:/0.celeryev/task.*"]
+    rule = acl.tenant_rule("a", {"REDIS_PASSWORD": "p", "CELERY_BROADCAST_QUEUES": "reload",
+                                 "CELERY_EVENT_ROUTING_KEYS": "task.#"})
+    assert [t[1:] for t in rule if t.startswith("&")] == patterns
+
+
+@pytest.mark.parametrize("name,value", [("CELERY_BROADCAST_QUEUES", "reload,x ~* +@all"),
+                                        ("CELERY_EVENT_ROUTING_KEYS", "task.# *")])
+def test_a_bad_declaration_is_one_line_and_never_rendered(name, value):
+    values = {**envs.tenant_values("a", 8001, secret=lambda k: "x"), name: value}
+    bad = value.split(",")[-1] if name == "CELERY_BROADCAST_QUEUES" else value
+    assert envs.problems(envs.TENANT_SETTINGS, values) == [
+        f"{name} has invalid item {bad!r}: {envs.TENANT[name].fix}"]
+    with pytest.raises(ValueError, match="invalid item"):
+        acl.tenant_rule("a", {"REDIS_PASSWORD": "p", name: value})
+
+
+def test_maxmemory_is_rendered_from_the_budget_and_defaults_for_older_env_files():
+    redis_env = envs.redis_values(secret=lambda k: "x")
+    assert "maxmemory 1024mb" in acl.auth_conf(redis_env, {}).splitlines()
+    assert "maxmemory 2048mb" in acl.auth_conf({**redis_env, "REDIS_MAXMEMORY_MB": "2048"}, {}).splitlines()
+    older = {k: v for k, v in redis_env.items() if k != "REDIS_MAXMEMORY_MB"}
+    assert "maxmemory 1024mb" in acl.auth_conf(older, {}).splitlines()
+    assert envs.problems(envs.REDIS_SETTINGS, {**redis_env, "REDIS_MAXMEMORY_MB": "10"}) == [
+        "REDIS_MAXMEMORY_MB=10 is out of range 64..1048576: set it to a number of megabytes, e.g. 1024"]

@@ -1,14 +1,14 @@
 """The one writer of Redis access rules: puts deployment/acl.py's rules everywhere they must be.
 
-`apply()` renders the auth file Redis includes at every start (requirepass, users, renamed commands),
-the healthcheck's password file and redis-commander's settings, then brings a running Redis in line:
-ACL SETUSER for every user whose rule changed since the file was last written, ACL DELUSER for users
+`apply()` renders the auth file Redis includes at every start (requirepass, maxmemory, users, renamed
+commands), the healthcheck's password file and the kombu scripts it loads (deployment/lua.py),
+redis-commander's settings, then brings a running Redis in line: ACL SETUSER for every user whose rule changed since the file was last written, ACL DELUSER for users
 that are gone (a removed tenant). Nothing else in the project writes or sends an ACL rule.
 """
 import os
 
 import redis
-from deployment import acl
+from deployment import acl, lua
 from deployment.instance import UIDS
 from ops.config import tenants
 from ops.config.envfile import read_env, redis_settings, rel, write_private
@@ -16,21 +16,30 @@ from ops.config.paths import REDIS_AUTH_CONF, REDIS_SECRETS
 from ops.secrets import commander as tools
 
 
-def _passwords(tenant_names) -> dict[str, str]:
-    return {n: read_env(tenants.load(n).env_file)["REDIS_PASSWORD"] for n in tenant_names}
+def _tenant_settings(tenant_names) -> dict[str, dict[str, str]]:
+    """Each tenant's validated env file: its password and its pub/sub declarations shape its rule."""
+    return {n: read_env(tenants.load(n).env_file) for n in tenant_names}
+
+
+def _write(path, text: str) -> None:
+    write_private(path, text, mode=0o400)
+    os.chown(path, UIDS["redis"], UIDS["redis"])
 
 
 def apply(tenant_names=None, live: bool = True) -> list[str]:
     """Write the auth file (and friends) from the env files; apply what changed to the running Redis."""
     names = tenants.known_names() if tenant_names is None else list(tenant_names)
     redis_env = redis_settings()
-    passwords = _passwords(names)
+    settings = _tenant_settings(names)
     before = acl.parse_users(REDIS_AUTH_CONF.read_text()) if REDIS_AUTH_CONF.exists() else {}
-    wanted = acl.rules(redis_env, passwords)
-    for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, passwords)),
-                       (REDIS_SECRETS / "health.pass", redis_env["REDIS_HEALTH_PASSWORD"] + "\n")):
-        write_private(path, text, mode=0o400)
-        os.chown(path, UIDS["redis"], UIDS["redis"])
+    wanted = acl.rules(redis_env, settings)
+    scripts = lua.kombu_scripts()
+    for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, settings)),
+                       (REDIS_SECRETS / "health.pass", redis_env["REDIS_HEALTH_PASSWORD"] + "\n"),
+                       # kombu's Lua, which the healthcheck SCRIPT LOADs after every Redis start (deployment/lua.py)
+                       (REDIS_SECRETS / lua.LOAD_FILE, lua.load_commands(scripts)),
+                       (REDIS_SECRETS / lua.EXPECT_FILE, lua.load_expectation(scripts))):
+        _write(path, text)
     tools.write_settings(redis_env, UIDS["commander"])  # redis-commander's logins, same source
     report = [f"rendered {rel(REDIS_AUTH_CONF)} ({len(names)} tenant users)"]
     changed = {u: r for u, r in wanted.items() if before.get(u) != r}

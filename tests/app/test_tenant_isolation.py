@@ -64,13 +64,23 @@ def test_tenant_a_cannot_subscribe_to_tenant_b_channels(local_redis, tmp_path, r
 
 
 def test_a_tenant_script_cannot_reach_another_tenant_keys(local_redis, tmp_path, raw_client_of):
-    """kombu runs Lua (EVALSHA) for expiring queues; Redis still applies the ACL inside the script."""
+    """kombu runs Lua (EVALSHA) for expiring queues; a tenant may run only kombu's scripts, and Redis
+    still applies the ACL inside them, to declared keys and to keys a script builds from its arguments."""
+    from kombu.transport import redis as transport
+
     raw_a = raw_client_of(tenant_app(tenant_config(local_redis, "a", tmp_path)))
-    b_queue_key = naming.key_prefix("b") + naming.queue_name("b")
-    peek = raw_a.register_script("return redis.call('LLEN', KEYS[1])")
-    sneak = raw_a.register_script(f"return redis.call('LLEN', '{b_queue_key}')")
-    assert peek(keys=[naming.key_prefix("a") + "own-key"]) == 0
+    a, b = naming.key_prefix("a"), naming.key_prefix("b")
+    refresh, sweep = raw_a.register_script(transport.REFRESH_BINDING), raw_a.register_script(transport.SWEEP_BINDINGS)
+    assert refresh(keys=[a + "bindings", a + "deadlines"], args=["m", "x", 60000]) is None  # its own keys: fine
+    with pytest.raises(redis.exceptions.NoPermissionError):  # a declared key of b's
+        refresh(keys=[b + "_kombu.binding.x", a + "deadlines"], args=["m", "x", 60000])
+    local_redis.client().set(b + "_kombu.binding.x", "b's", ex=60)
+    raw_a.zadd(a + "deadlines", {"x": 0})
     with pytest.raises(redis.exceptions.ResponseError, match="(?i)no permissions|can't access"):
-        peek(keys=[b_queue_key])
-    with pytest.raises(redis.exceptions.ResponseError, match="(?i)no permissions|can't access"):
-        sneak()
+        sweep(keys=[a + "deadlines"], args=[b + "_kombu.binding.", b + "_kombu.binding_permanent.", 10])
+    assert local_redis.client().get(b + "_kombu.binding.x") == b"b's"
+    for arbitrary in (lambda: raw_a.register_script(f"return redis.call('LLEN', '{b}q')")(),
+                      lambda: raw_a.eval("return 1", 0)):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            arbitrary()
+    raw_a.delete(a + "bindings", a + "deadlines")

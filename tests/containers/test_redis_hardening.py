@@ -77,8 +77,8 @@ def test_tenant_a_works_on_its_own_keys():
     key = naming.key_prefix("a") + "test:own"
     a.set(key, "v", ex=60)
     assert a.get(key) == b"v"
-    a.rpush(key + ":list", 1, 2)
-    assert a.lrange(key + ":list", 0, -1) == [b"1", b"2"]
+    a.rpush(key + ":list", 1, 2)  # with what kombu uses on its queues (LRANGE is not in the allow-list)
+    assert a.llen(key + ":list") == 2 and a.rpop(key + ":list") == b"2"
     assert a.delete(key, key + ":list") == 2
 
 

@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from deployment import lua
 from ops.config.paths import INSTANCE, REDIS_CONF, REDIS_SECRETS, TLS
 from ops.secrets import tls
 
@@ -20,7 +21,7 @@ def secret_dir(tmp_path, redis_up):
     shutil.copy(TLS / "ca.crt", d / "tls" / "ca.crt")
     shutil.copy(TLS / "redis.crt", d / "tls" / "server.crt")
     shutil.copy(TLS / "redis.key", d / "tls" / "server.key")
-    for f in ("auth.conf", "health.pass"):
+    for f in ("auth.conf", "health.pass", lua.LOAD_FILE, lua.EXPECT_FILE):
         shutil.copy(REDIS_SECRETS / f, d / "redis" / f)
     subprocess.run(["chown", "-R", "999:999", str(d)], check=True)
     return d

@@ -1,7 +1,8 @@
 """A real redis-server (Debian's, TLS-only) running the project's real redis.conf, for fast tests.
 
 The config is the committed redis/redis.conf with only its container paths rewritten to a temp
-folder; the ACL users and renamed commands come from the same renderer `./invoke init` uses.
+folder; the ACL users and renamed commands come from the same renderer `./invoke init` uses, and the
+committed redis/healthcheck.sh (paths rewritten the same way) loads kombu's scripts before any test runs.
 """
 import secrets
 import shutil
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from deployment import acl, envs, naming
-from ops.config.paths import REDIS_CONF
+from deployment import acl, envs, lua, naming
+from ops.config.paths import REDIS_CONF, ROOT
 from ops.secrets import generate as ops_secrets
 from ops.secrets import tls
 
@@ -46,9 +47,17 @@ class LocalRedis:
         crt, key = self.cert(cert)
         if user is None and password is None:
             password = self.redis_env["REDIS_PASSWORD"]
+        kw.setdefault("socket_timeout", 5)
         return redis.Redis(host=self.host, port=self.port, username=user, password=password, ssl=True,
                            ssl_ca_certs=str(self.ca), ssl_certfile=str(crt), ssl_keyfile=str(key),
-                           ssl_cert_reqs="required", socket_timeout=5, **kw)
+                           ssl_cert_reqs="required", **kw)
+
+    def healthcheck(self) -> subprocess.CompletedProcess:
+        """Run the container's real healthcheck (redis/healthcheck.sh) against this server."""
+        return subprocess.run(["sh", str(self.dir / "healthcheck.sh")], capture_output=True, text=True, timeout=30)
+
+    def run_id(self) -> str:
+        return self.client().info("server")["run_id"]
 
     def tenant_client(self, tenant: str, **kw) -> redis.Redis:
         user = naming.redis_user(tenant)
@@ -68,13 +77,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_secrets(root: Path, tenants=TENANTS) -> tuple[dict, dict]:
+def make_secrets(root: Path, tenants=TENANTS, redis_settings: dict | None = None) -> tuple[dict, dict]:
     (root / "tls").mkdir(parents=True)
     ca_crt, ca_key = root / "tls" / "ca.crt", root / "tls" / "ca.key"
     tls.make_ca(ca_crt, ca_key)
     for cn, server in ops_secrets.certificate_names(tenants).items():
         tls.make_leaf(ca_crt, ca_key, root / "tls" / f"{cn}.crt", root / "tls" / f"{cn}.key", cn, server=server)
-    redis_env = envs.redis_values(secret=ops_secrets.generate)
+    redis_env = {**envs.redis_values(secret=ops_secrets.generate), **(redis_settings or {})}
     passwords = {t: secrets.token_urlsafe(32) for t in tenants}
     return redis_env, passwords
 
@@ -90,16 +99,35 @@ def render_conf(root: Path, port: int) -> Path:
     return conf
 
 
-def start(root: Path, tenants=TENANTS, run_as: str | None = None) -> LocalRedis:
-    """Start redis-server on a free port; run_as='nobody' drops root so file permissions bite."""
+def render_healthcheck(root: Path, port: int) -> Path:
+    text = (ROOT / "redis" / "healthcheck.sh").read_text()
+    text = text.replace("/run/secrets/tls/server.", f"{root}/tls/redis.").replace("/run/secrets/tls/", f"{root}/tls/")
+    text = text.replace("/run/secrets/redis", f"{root}/redis").replace(f" -p {naming.REDIS_TLS_PORT} ", f" -p {port} ")
+    path = root / "healthcheck.sh"
+    path.write_text(text)
+    return path
+
+
+def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_settings: dict | None = None,
+          redis_settings: dict | None = None) -> LocalRedis:
+    """Start redis-server on a free port; run_as='nobody' drops root so file permissions bite.
+
+    tenant_settings: tenant -> extra env-file values that shape its ACL rule (e.g. CELERY_BROADCAST_QUEUES);
+    redis_settings: envs/redis.env values other than the table's defaults (e.g. REDIS_MAXMEMORY_MB)."""
     if not shutil.which("redis-server"):
         raise RuntimeError("redis-server is not installed: apt-get install redis-server (the test setup does this)")
-    redis_env, passwords = make_secrets(root, tenants)
+    redis_env, passwords = make_secrets(root, tenants, redis_settings)
     (root / "redis").mkdir()
     (root / "data").mkdir()
-    (root / "redis" / "auth.conf").write_text(acl.auth_conf(redis_env, passwords))
+    settings = {t: {**(tenant_settings or {}).get(t, {}), "REDIS_PASSWORD": pw} for t, pw in passwords.items()}
+    (root / "redis" / "auth.conf").write_text(acl.auth_conf(redis_env, settings))
+    (root / "redis" / "health.pass").write_text(redis_env["REDIS_HEALTH_PASSWORD"] + "\n")
+    scripts = lua.kombu_scripts()
+    (root / "redis" / lua.LOAD_FILE).write_text(lua.load_commands(scripts))
+    (root / "redis" / lua.EXPECT_FILE).write_text(lua.load_expectation(scripts))
     port = free_port()
     conf = render_conf(root, port)
+    render_healthcheck(root, port)
     log = open(root / "redis.log", "wb")  # noqa: SIM115 - the server's stdout for its whole life
     argv = ["redis-server", str(conf)]
     if run_as:
@@ -116,6 +144,10 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None) -> LocalRedis:
             raise RuntimeError(f"redis-server exited: {(root / 'redis.log').read_text()[-2000:]}")
         try:
             server.client().ping()
+            checked = server.healthcheck()  # as in the container: loads kombu's scripts
+            if checked.returncode != 0:
+                server.stop()
+                raise RuntimeError(f"redis healthcheck failed: {checked.stderr.strip()}")
             return server
         except (redis.ConnectionError, OSError):
             if time.monotonic() > deadline:
