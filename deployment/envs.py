@@ -84,7 +84,8 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
     Setting("CELERY_BROADCAST_QUEUES", "Comma-separated names of the Broadcast() queues the tenant's workers consume "
             "(empty: none). Each may then be PSUBSCRIBEd as <prefix>/0.<name>.", required=False,
             item=r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-            fix="list Broadcast() queue names of letters, digits, '.', '_' or '-', e.g. CELERY_BROADCAST_QUEUES=reload"),
+            fix="list Broadcast() queue names of letters, digits, '.', '_' or '-', "
+                "e.g. CELERY_BROADCAST_QUEUES=reload"),
     Setting("CELERY_EVENT_ROUTING_KEYS", "Comma-separated routing keys of event receivers beyond `#` and `worker.#` "
             "(empty: none), e.g. task.#", required=False, item=r"[A-Za-z0-9_#*-]{1,32}(\.[A-Za-z0-9_#*-]{1,32}){0,7}",
             fix="list topic routing keys of words (letters, digits, '_', '-', '*' or '#') joined by '.', e.g. task.#"),

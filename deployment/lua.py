@@ -27,6 +27,10 @@ def sha1(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
 
+KOMBU_SCRIPTS = 2  # REFRESH_BINDING and SWEEP_BINDINGS in kombu 5.7
+PRINTABLE = range(0x20, 0x7F)  # bytes redis-cli's quoting keeps as they are (but `"` and `\`)
+
+
 def kombu_scripts() -> dict[str, str]:
     """sha1 -> Lua source of every script the installed kombu can EVALSHA, in a stable order."""
     import redis.lock
@@ -34,8 +38,9 @@ def kombu_scripts() -> dict[str, str]:
 
     sources = [value for _, value in sorted(vars(transport).items())
                if isinstance(value, str) and "redis.call(" in value]
-    if len(sources) < 2:  # REFRESH_BINDING and SWEEP_BINDINGS in kombu 5.7
-        raise DeploymentError(f"found {len(sources)} Lua scripts in kombu.transport.redis, expected at least 2: "
+    if len(sources) < KOMBU_SCRIPTS:
+        raise DeploymentError(f"found {len(sources)} Lua scripts in kombu.transport.redis, expected at least "
+                              f"{KOMBU_SCRIPTS}: "
                               "kombu moved its scripts; update deployment/lua.py to where they are now")
     sources.append(redis.lock.Lock.LUA_RELEASE_SCRIPT)
     return {sha1(s): s for s in sources}
@@ -46,7 +51,7 @@ def cli_quote(source: str) -> str:
     out = []
     for byte in source.encode():
         ch = chr(byte)
-        out.append(ch if 0x20 <= byte < 0x7f and ch not in '"\\' else f"\\x{byte:02x}")
+        out.append(ch if byte in PRINTABLE and ch not in '"\\' else f"\\x{byte:02x}")
     return '"' + "".join(out) + '"'
 
 

@@ -82,8 +82,8 @@ def acl_channel_patterns(tenant: str, broadcast_queues=(), event_routing_keys=()
     `<prefix>/<db>.<exchange>` for a fanout exchange without routing key (the pidbox, a Broadcast()
     queue declared with routing_key="") and `<prefix>/<db>.<exchange>/<routing key, # as *>` otherwise:
     a Broadcast() queue in a Celery app gets the app's default routing key (the tenant's queue name),
-    and Celery makes the event exchange `celeryev` a fanout exchange on Redis. Every pattern starts with the tenant's literal
-    prefix, which holds no glob character, so none can match another tenant's channel.
+    and Celery makes the event exchange `celeryev` a fanout exchange on Redis. Every pattern starts with the
+    tenant's literal prefix, which holds no glob character, so none can match another tenant's channel.
     """
     p = key_prefix(tenant)
     db = BROKER_DB

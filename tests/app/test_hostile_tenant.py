@@ -112,7 +112,8 @@ ATTACKS = {
     "server": [("WAIT", "0", "1000"), ("MONITOR",), ("INFO",), ("INFO", "keyspace"), ("LATENCY", "LATEST"),
                ("LATENCY", "RESET"), ("LATENCY", "DOCTOR"), ("SLOWLOG", "GET"), ("SLOWLOG", "RESET"),
                ("CONFIG", "GET", "*"), ("CONFIG", "SET", "maxmemory", "0"), ("ACL", "WHOAMI"), ("ACL", "LIST"),
-               ("ACL", "GETUSER", "tenant-b"), ("ACL", "LOG"), ("ACL", "USERS"), ("ACL", "SETUSER", "tenant-a", "+@all"),
+               ("ACL", "GETUSER", "tenant-b"), ("ACL", "LOG"), ("ACL", "USERS"),
+               ("ACL", "SETUSER", "tenant-a", "+@all"),
                ("COMMAND",), ("COMMAND", "DOCS", "GET"), ("FLUSHALL",), ("FLUSHDB",), ("DEBUG", "SLEEP", "1"),
                ("SHUTDOWN", "NOSAVE"), ("SAVE",), ("BGSAVE",), ("BGREWRITEAOF",), ("LASTSAVE",),
                ("REPLICAOF", "127.0.0.1", "1"), ("FAILOVER",), ("MODULE", "LIST"), ("LOLWUT",)],
@@ -254,7 +255,7 @@ def test_many_connections_do_not_lock_b_out(local_redis, tenant_b, survives):
 
 def config(local_redis, name: str) -> str:
     reply = local_redis.client().execute_command(local_redis.redis_env[acl.RENAMED["CONFIG"]], "GET", name)
-    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+    pairs = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
     return pairs[name.encode()].decode()
 
 

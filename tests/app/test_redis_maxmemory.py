@@ -26,7 +26,8 @@ TASKS = 4
 
 @pytest.fixture(scope="module")
 def small_redis(tmp_path_factory):
-    server = _local_redis.start(tmp_path_factory.mktemp("redis-64mb"), redis_settings={"REDIS_MAXMEMORY_MB": str(BUDGET_MB)})
+    server = _local_redis.start(tmp_path_factory.mktemp("redis-64mb"),
+                                redis_settings={"REDIS_MAXMEMORY_MB": str(BUDGET_MB)})
     yield server
     server.stop()
 

@@ -79,7 +79,8 @@ def test_a_tenant_script_cannot_reach_another_tenant_keys(local_redis, tmp_path,
     with pytest.raises(redis.exceptions.ResponseError, match="(?i)no permissions|can't access"):
         sweep(keys=[a + "deadlines"], args=[b + "_kombu.binding.", b + "_kombu.binding_permanent.", 10])
     assert local_redis.client().get(b + "_kombu.binding.x") == b"b's"
-    for arbitrary in (lambda: raw_a.register_script(f"return redis.call('LLEN', '{b}q')")(),
+    # Lambdas on purpose: each attempt must run inside pytest.raises below, not while building the tuple.
+    for arbitrary in (lambda: raw_a.register_script(f"return redis.call('LLEN', '{b}q')")(),  # noqa: PLW0108
                       lambda: raw_a.eval("return 1", 0)):
         with pytest.raises(redis.exceptions.NoPermissionError):
             arbitrary()
