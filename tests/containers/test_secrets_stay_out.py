@@ -46,6 +46,7 @@ def _secret_values() -> list[bytes]:
 def images_built():
     from tests.support.deployment import invoke
 
+    invoke("init")  # the secrets searched for must exist, whatever ran before
     invoke("build", "--tools")
 
 
