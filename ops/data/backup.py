@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -263,6 +264,8 @@ def _failure(exc: BaseException, where: Path, what: str = "backup") -> str:
         if exc.errno == errno.ENOSPC:
             return f"{place}: no space left on the device: free space in {where.parent} and retry"
         return f"{place}: {exc.strerror or jn._one_line(exc)}"
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"`{' '.join(map(str, exc.cmd[-3:]))}` failed with exit code {exc.returncode}"
     if isinstance(exc, redis.RedisError):
         return f"Redis went away during the {what} ({jn._one_line(exc)}): check `./invoke ps`, then retry"
     return jn._one_line(exc)

@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import redis
@@ -308,7 +309,7 @@ def recover(rollback: bool = False, log=print) -> list[str]:
             if state is not None:
                 try:
                     lines += restore.recover(journal, state, rollback, log)
-                except (redis.RedisError, OSError) as exc:
+                except (redis.RedisError, OSError, subprocess.CalledProcessError) as exc:
                     raise OpsError(f"recovering the restore failed ({_one_line(exc)}): fix that, then run "
                                    "`./invoke recover` again (each step may be repeated)") from None
             lines += undo_all(journal)

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -212,13 +213,17 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
         fault_point("restarting")
         _restart(tenant_services)
         journal.forget(state)
-    except (OSError, redis.RedisError, OpsError) as exc:
+    except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as exc:
         if state not in journal.entries:
             raise  # the rollback above already finished
         reason = bk._failure(exc, partial, "restore")
+        if state["step"] == "restarting the tenant services":  # the data is restored and checked: keep it
+            journal.forget(state)
+            raise OpsError(f"restore of {source.name}: the data is restored and its key counts match, but restarting "
+                           f"the tenant services failed ({reason}): run `./invoke up`") from None
         try:
             done = recover(journal, state, rollback=True, log=log)
-        except (OSError, redis.RedisError, OpsError) as again:
+        except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as again:
             raise OpsError(f"restore of {source.name} failed while {state['step']}: {reason}; rolling back failed too "
                            f"({jn._one_line(again)}): run `./invoke recover`") from None
         raise OpsError(f"restore of {source.name} failed: {reason}; {done[-1]}") from None
