@@ -17,7 +17,8 @@ from ops.config import tenants
 from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
-from ops.deploy import compose, health, preflight
+from ops.data import journal
+from ops.deploy import compose, health, preflight, wanted
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl, tenant_files
@@ -25,10 +26,14 @@ from ops.secrets import generate as secrets
 
 
 def _fail_cleanly(fn):
-    """Turn OpsError into one line on stderr and exit 2; a failed command into its exit code."""
+    """Turn OpsError into one line on stderr and exit 2; a failed command into its exit code.
+
+    Every task first undoes what an interrupted operation left (ops/data/journal.py; a file check when none).
+    """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            journal.at_task_start(fn.__name__)
             return fn(*args, **kwargs)
         except DeploymentError as exc:  # OpsError and the model's own errors
             raise Exit(f"error: {exc}", code=2) from None
@@ -84,7 +89,8 @@ def _build(tools: bool, tenants_too: bool) -> None:
 
 
 @task(iterable=["tenant"], help={
-    "tenant": "Tenant to start (repeatable: --tenant a --tenant b). Redis always starts.",
+    "tenant": "Tenant to start (repeatable: --tenant a --tenant b). Redis always starts. Without any: what "
+              "`up` started before (after a reboot too).",
     "all": "Start every known tenant.",
     "tools": "Also start the tools profile (redis-commander on 127.0.0.1, the instance's tools port).",
     "timeout": "Seconds to wait for every service to turn healthy.",
@@ -94,11 +100,18 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     """Start Redis and the given tenants' web, worker and beat; wait until all are healthy.
 
     On a fresh clone it first generates whatever is missing (env files, certificates, the auth file).
+    With no tenant named, it starts what earlier `up` calls started (and `down` did not stop): after a
+    reboot on Podman without systemd, this brings back the engine's API service, the healthcheck runner
+    and every service.
     """
     _need_root("up")
     t0 = time.monotonic()
     if secrets.missing():  # before loading any tenant: a fresh clone has no env files yet
         init(c)
+    if not tenant and not all:
+        remembered = wanted.load()
+        tenant = [n for n in remembered["tenants"] if n in tenants.known_names()]
+        tools = tools or remembered["tools"]
     selected = _selected(tenant, all)
     engine.ensure()
     for line in acl.apply(tenants.known_names()):  # the env files are the source; re-derive Redis' rules
@@ -115,6 +128,8 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     health.wait(services, float(timeout))
+    wanted.add([t.name for t in selected], tools)
+    journal.at_task_start("up")  # Redis answers now: undo what an interrupted backup left, if the start could not
     print(f"up: {', '.join(services)} healthy in {time.monotonic() - t0:.1f}s")
     for t in selected:
         print(f"up: tenant {t.name}: http://127.0.0.1:{t.web_port}/healthz")
@@ -134,8 +149,10 @@ def down(c, tenant=None, volumes=False, yes=False):
         selected = _selected(tenant)
         services = [t.service(r) for t in selected for r in compose.ROLES]
         compose.run("rm", "--stop", "--force", *services, profiles=[t.profile for t in selected])
+        wanted.remove([t.name for t in selected])
         return
     compose.run("down", *(["--volumes"] if volumes else []), profiles=compose.all_profiles())
+    wanted.clear()
 
 
 @task
@@ -292,6 +309,20 @@ def restore(c, backup, yes=False):
             raise OpsError("restore cancelled: nothing was changed")
 
     rs.restore(backup, assume_yes=yes, confirm=confirm)
+
+
+@task(help={"rollback": "Roll an interrupted restore back to the data from before it, instead of finishing it."})
+@_fail_cleanly
+def recover(c, rollback=False):
+    """Finish or undo what an interrupted backup or restore left; say what was found and what was done.
+
+    A backup's paused AOF rewrites and write pause are put back and its unfinished folder removed; an
+    interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
+    services it stopped are started again. Safe to run any time: with nothing to do it says so.
+    """
+    _need_root("recover")
+    for line in journal.recover(rollback=rollback):
+        print(f"recover: {line}")
 
 
 @task(iterable=["tenant"], help={

@@ -29,5 +29,8 @@ REDIS_AUTH_CONF = INSTANCE.redis_auth_conf
 COMMANDER_SETTINGS = INSTANCE.commander_settings  # redis-commander's logins (ops/secrets/commander.py)
 REDIS_CONF = ROOT / "redis" / "redis.conf"
 BACKUPS = INSTANCE.backups
+# The instance's own operational state (journal of interrupted operations, what `up` last started):
+# per instance, never shared, so one instance's recovery never acts on another.
+STATE = INSTANCE.home / "state"
 ARTIFACTS = ROOT / "test-artifacts"
 COMPOSE_PROJECT = INSTANCE.compose_project

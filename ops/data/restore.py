@@ -1,18 +1,27 @@
 """`invoke restore`: put a verified backup back, keeping the current data as backups/pre-restore-<stamp>/.
 
 Order matters and is the point of this module:
-  1. verify the backup completely (checksums, redis-check-rdb/aof, SQLite integrity) before touching anything;
+  1. refuse a backup others could have changed (group/other writable, or a foreign owner), then verify it
+     completely (checksums, redis-check-rdb/aof, SQLite integrity) and check free space, before touching anything;
   2. stop every tenant service, take Redis' key counts, stop Redis (its shutdown save makes the files final);
-  3. copy the live data aside as a full, verified backup of its own (pre-restore-<stamp>);
+  3. copy the live data aside as a full, verified, private backup of its own (pre-restore-<stamp>);
   4. put back BOTH dump.rdb and appendonlydir/: with appendonly yes Redis loads only the AOF, so restoring
      the RDB alone would start an empty database whose next shutdown overwrites the restored RDB;
   5. start Redis, compare key counts with the manifest, and on mismatch roll back to the pre-restore copy;
   6. restart what was running.
+Each step is journaled (ops/data/journal.py) before it starts. A restore that fails is rolled back at
+once; one killed outright is finished (or, with --rollback, undone) by `./invoke recover`, and until
+then `up` refuses to start tenants on the half-restored Redis.
 """
 import json
 import os
+import shutil
+import stat
+import subprocess
 import time
 from pathlib import Path
+
+import redis
 
 from deployment import naming
 from deployment.instance import UIDS
@@ -21,6 +30,8 @@ from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, ROOT
 from ops.core.errors import OpsError, timed
 from ops.data import backup as bk
+from ops.data import journal as jn
+from ops.data.journal import fault_point
 from ops.deploy import compose, containers, health, preflight, redis_admin
 
 REDIS_VOLUME = naming.REDIS_DATA_VOLUME
@@ -40,13 +51,32 @@ def tenants_with_data() -> list[str]:
     return [n for n in tenants.known_names() if containers.volume_exists(naming.data_volume(n))]
 
 
-def _redis_job(host_dir: Path, script: str) -> None:
-    uid = str(UIDS["redis"])
+def check_private(source: Path) -> None:
+    """Refuse, in one line, a backup that someone other than root or the containers could have changed."""
+    allowed = {0, *UIDS.values()}
+    for p in [source, *source.rglob("*")]:
+        st = p.lstat()
+        where = "." if p == source else str(p.relative_to(source))
+        if stat.S_ISLNK(st.st_mode):
+            raise OpsError(f"backup {source.name} is not safe to restore: {where} is a symbolic link; "
+                           "backups hold plain files only: pick another backup")
+        if st.st_mode & 0o022:
+            raise OpsError(f"backup {source.name} is not safe to restore: {where} is writable by group or others "
+                           f"(mode {stat.S_IMODE(st.st_mode):04o}), so anyone could have changed it; if you trust "
+                           f"its content, `chmod -R go-w {source}` and retry")
+        if st.st_uid not in allowed:
+            raise OpsError(f"backup {source.name} is not safe to restore: {where} is owned by uid {st.st_uid}, not "
+                           f"root or a container user ({', '.join(map(str, sorted(allowed)))}); if you trust it, "
+                           f"`chown -R root:root {source}` and retry")
+
+
+def _redis_job(host_dir: Path, script: str, user: str | None = None) -> None:
+    uid = user or str(UIDS["redis"])
     containers.volume_job(compose.image("redis"), uid, {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}, script)
 
 
-def _tenant_job(name: str, host_dir: Path, script: str) -> None:
-    uid = str(UIDS["app"])
+def _tenant_job(name: str, host_dir: Path, script: str, user: str | None = None) -> None:
+    uid = user or str(UIDS["app"])
     containers.ensure_volume(naming.data_volume(name))
     containers.volume_job(compose.image("app"), uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
 
@@ -60,25 +90,33 @@ def save_current(dest: Path, space: dict, redis_version: str, tenant_names: list
     """Copy the stopped deployment's data into dest as a complete backup (same format, verified)."""
     _writable_by(dest / "redis", UIDS["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
+    fault_point("saving-current")
     for name in tenant_names:
         _writable_by(dest / "tenants" / name, UIDS["app"])
         # The online backup API also folds in a WAL left by a killed process.
         _tenant_job(name, dest / "tenants" / name,
                     "[ ! -e /data/db.sqlite3 ] || python -c \"import sqlite3; s=sqlite3.connect('/data/db.sqlite3'); "
                     "d=sqlite3.connect('/backup/db.sqlite3'); s.backup(d); d.close(); s.close()\"")
+    # The jobs wrote as the container UIDs with their own umask: make the copy private like any backup.
+    bk.make_private(dest)
     bk.write_manifest(dest, {"redis_version": redis_version, "keyspace": space}, tenant_names)
     log(f"restore: current data saved as {rel(dest)}")
 
 
 def put_back(source: Path, manifest: dict, log=print) -> None:
+    """Copy a backup's files into the volumes. As root in the job: backups are root's, 0600; then chown."""
+    redis_uid, app_uid = UIDS["redis"], UIDS["app"]
     _redis_job(source / "redis", "cd /data && rm -rf appendonlydir dump.rdb temp-*.rdb "
-                                 "&& cp -R /backup/appendonlydir /backup/dump.rdb /data/")
+                                 "&& cp -R /backup/appendonlydir /backup/dump.rdb /data/ "
+                                 f"&& chown -R {redis_uid}:{redis_uid} appendonlydir dump.rdb", user="0")
     log("restore: dump.rdb and appendonlydir/ put back")
+    fault_point("putting-back")
     for name in manifest.get("tenants", []):
         src = source / "tenants" / name
         if (src / "db.sqlite3").exists():
             _tenant_job(name, src, "rm -f /data/db.sqlite3 /data/db.sqlite3-wal /data/db.sqlite3-shm "
-                                   "&& cp /backup/db.sqlite3 /data/db.sqlite3")
+                                   f"&& cp /backup/db.sqlite3 /data/db.sqlite3 && chown {app_uid}:{app_uid} /data/db.sqlite3",
+                        user="0")
             log(f"restore: tenant {name}: database put back")
 
 
@@ -99,10 +137,21 @@ def _start_redis_and_count(log) -> dict:
     return bk.keyspace(client)
 
 
+def _check_space(source: Path, manifest: dict, tenant_services: list[str]) -> None:
+    """The pre-restore copy goes to the backups folder: it must hold the live data, with a margin."""
+    live = bk.data_size("redis", ["/data/dump.rdb", f"/data/{bk.AOF_DIR}"])
+    running_webs = [s for s in tenant_services if s.endswith("-web")]
+    live += sum(bk.data_size(s, ["/data"]) for s in running_webs)
+    # Tenants not running now: their size in the backup is the best estimate there is without a job.
+    live += sum(m["size"] for f, m in manifest["files"].items() if f.startswith("tenants/"))
+    bk.check_space(BACKUPS, live, f"restore of {source.name} (the pre-restore copy of the live data)")
+
+
 def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     t0 = time.monotonic()
     log = timed(log)
     source = resolve(arg)
+    check_private(source)
     log(f"restore: verifying {source.name} before touching anything")
     manifest = bk.verify(source, log)
     unknown = [n for n in manifest.get("tenants", []) if n not in tenants.known_names()]
@@ -116,31 +165,121 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     if not assume_yes:
         confirm(f"Replace ALL Redis data and the databases of tenants {manifest.get('tenants') or 'none'} "
                 f"with backup {source.name} ({manifest['created']})?")
-    running = sorted(preflight.running_services())
-    tenant_services = [s for s in running if naming.tenant_of(s)]
-    if tenant_services:
-        compose.run("stop", *tenant_services, profiles=compose.all_profiles())
+    old_umask = os.umask(0o077)  # the pre-restore copy is a backup too: private from its first byte
+    try:
+        with jn.operation("restore") as journal:
+            return _restore(journal, source, manifest, log, t0)
+    finally:
+        os.umask(old_umask)
+
+
+def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) -> Path:
     client = redis_admin.operator(timeout=60)
     redis_admin.ping_or_explain(client)
-    live_space, version = bk.keyspace(client), client.info("server")["redis_version"]
-    compose.run("stop", "redis")
-    aside = BACKUPS / f"pre-restore-{bk.stamp()}"
-    save_current(aside, live_space, version, tenants_with_data(), log)
-    bk.verify(aside, log=lambda m: log(f"restore: pre-restore {m}"))
-    put_back(source, manifest, log)
-    actual = _start_redis_and_count(log)
-    problem = counts_match(manifest["keyspace"], actual)
-    if problem:
-        log(f"restore: key counts do not match ({problem}); rolling back to {aside.name}")
+    running = sorted(preflight.running_services())
+    tenant_services = [s for s in running if naming.tenant_of(s)]
+    _check_space(source, manifest, tenant_services)
+    stamp = bk.stamp()
+    aside, partial = BACKUPS / f"pre-restore-{stamp}", BACKUPS / f".pre-restore-{stamp}.partial"
+    state = journal.record("restore", backup=str(source), step="stopping the tenant services", stopped=tenant_services,
+                           aside=str(aside), aside_partial=str(partial))
+    try:
+        if tenant_services:
+            compose.run("stop", *tenant_services, profiles=compose.all_profiles())
+        fault_point("stopped-services")
+        live_space, version = bk.keyspace(client), client.info("server")["redis_version"]
+        journal.update(state, step="stopping Redis")
         compose.run("stop", "redis")
-        put_back(aside, json.loads((aside / "manifest.json").read_text()), log)
-        _start_redis_and_count(log)
+        fault_point("stopped-redis")
+        journal.update(state, step="saving the current data aside")
+        save_current(partial, live_space, version, tenants_with_data(), log)
+        bk.verify(partial, log=lambda m: log(f"restore: pre-restore {m}"))
+        partial.rename(aside)
+        journal.update(state, step="putting the backup back")
+        put_back(source, manifest, log)
+        journal.update(state, step="checking key counts")
+        actual = _start_redis_and_count(log)
+        fault_point("checking")
+        problem = counts_match(manifest["keyspace"], actual)
+        if problem:
+            log(f"restore: key counts do not match ({problem}); rolling back to {aside.name}")
+            _rollback(aside, log)
+            journal.update(state, step="restarting the tenant services")
+            _restart(tenant_services)
+            journal.forget(state)
+            raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before (also kept in {rel(aside)})")
+        log(f"restore: key counts match the manifest: {actual}")
+        journal.update(state, step="restarting the tenant services")
+        fault_point("restarting")
         _restart(tenant_services)
-        raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before (also kept in {rel(aside)})")
-    log(f"restore: key counts match the manifest: {actual}")
-    _restart(tenant_services)
+        journal.forget(state)
+    except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as exc:
+        if state not in journal.entries:
+            raise  # the rollback above already finished
+        reason = bk._failure(exc, partial, "restore")
+        if state["step"] == "restarting the tenant services":  # the data is restored and checked: keep it
+            journal.forget(state)
+            raise OpsError(f"restore of {source.name}: the data is restored and its key counts match, but restarting "
+                           f"the tenant services failed ({reason}): run `./invoke up`") from None
+        try:
+            done = recover(journal, state, rollback=True, log=log)
+        except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as again:
+            raise OpsError(f"restore of {source.name} failed while {state['step']}: {reason}; rolling back failed too "
+                           f"({jn._one_line(again)}): run `./invoke recover`") from None
+        raise OpsError(f"restore of {source.name} failed: {reason}; {done[-1]}") from None
     log(f"restore: {source.name} restored in {time.monotonic() - t0:.1f}s; previous data kept in {rel(aside)}")
     return aside
+
+
+def _rollback(aside: Path, log) -> None:
+    compose.run("stop", "redis")
+    put_back(aside, json.loads((aside / "manifest.json").read_text()), log)
+    _start_redis_and_count(log)
+
+
+def recover(journal: jn.Journal, state: dict, rollback: bool, log=print) -> list[str]:
+    """Finish an interrupted restore (or roll it back); returns what was done, one line each.
+
+    Before the pre-restore copy is complete no live data was changed: its unfinished folder goes, Redis and
+    the stopped services start again. After it, the restore is done again from the start of the
+    put-back (each step may be repeated), or with rollback the pre-restore copy is put back instead.
+    """
+    source, aside, partial = Path(state["backup"]), Path(state["aside"]), Path(state["aside_partial"])
+    services, step = state.get("stopped", []), state["step"]
+    lines = [f"the restore of {source.name} had reached: {step}"]
+    shutil.rmtree(partial, ignore_errors=True)
+    if not aside.is_dir():
+        _start_redis_and_count(log)
+        _restart(services)
+        lines.append(f"no live data had been changed yet: started Redis and {len(services)} tenant service(s) again; "
+                     f"nothing was restored (run `./invoke restore {source.name}` again)")
+    elif step == "restarting the tenant services" and not rollback:
+        _restart(services)
+        lines.append(f"the data of {source.name} was already in place and checked: restarted {len(services)} tenant service(s)")
+    else:
+        target, manifest = aside, None
+        if not rollback:
+            try:
+                check_private(source)
+                manifest = bk.verify(source, log)
+                target = source
+            except OpsError as exc:
+                lines.append(f"cannot finish with {source.name} ({exc}): rolling back instead")
+        if target == source:
+            compose.run("stop", "redis")
+            put_back(source, manifest, log)
+            problem = counts_match(manifest["keyspace"], _start_redis_and_count(log))
+            if problem:
+                lines.append(f"key counts do not match ({problem}): rolling back instead")
+                target = aside
+        if target == aside:
+            _rollback(aside, log)
+            lines.append(f"rolled back: the data from before the restore is live again (kept in {rel(aside)})")
+        else:
+            lines.append(f"finished: {source.name} is restored and its key counts match (previous data in {rel(aside)})")
+        _restart(services)
+    journal.forget(state)
+    return lines
 
 
 def _restart(services: list[str]) -> None:

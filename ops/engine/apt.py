@@ -1,14 +1,15 @@
 """Install Debian packages non-interactively: only the missing ones, one `apt-get update`, command printed."""
 import contextlib
 import os
-import subprocess
 from pathlib import Path
+
+from ops.core.run import probe, run
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 def missing(packages) -> list[str]:
-    return [p for p in packages if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    return [p for p in packages if probe(["dpkg", "-s", p]).returncode != 0]
 
 
 @contextlib.contextmanager
@@ -39,5 +40,5 @@ def install(packages, log=print, start_services: bool = True) -> list[str]:
     with guard:
         for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *todo]):
             log("+ " + " ".join(argv))
-            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+            run(argv, env=env, what=" ".join(argv[:2]))
     return todo

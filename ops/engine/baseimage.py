@@ -6,12 +6,12 @@ with the slim image's path exclusions, imported under the same name. On a machin
 the pull succeeds and nothing is built.
 """
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from ops.core.errors import OpsError
+from ops.core.run import probe, run
 
 BASE_IMAGE = "debian:bookworm-slim"
 SUITE = "bookworm"
@@ -34,7 +34,7 @@ def apt_sources() -> list[Path]:
 
 
 def exists(image: str = BASE_IMAGE) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    return probe(["docker", "image", "inspect", image]).returncode == 0
 
 
 def ensure(log=print) -> None:
@@ -42,12 +42,12 @@ def ensure(log=print) -> None:
         return
     log(f"base image: {BASE_IMAGE} is not here; trying to pull it")
     try:
-        pulled = subprocess.run(["docker", "pull", BASE_IMAGE], capture_output=True, text=True, timeout=300)
+        pulled = probe(["docker", "pull", BASE_IMAGE], timeout=300)
         if pulled.returncode == 0:
             log(f"base image: pulled {BASE_IMAGE}")
             return
         reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1]
-    except subprocess.TimeoutExpired:
+    except OpsError:  # the time-out
         reason = "timed out after 300s"
     log(f"base image: no registry answered ({reason[:160]}); building it from Debian's packages")
     build(log)
@@ -66,12 +66,8 @@ def build(log=print) -> None:
         cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
                *(f"--dpkgopt={o}" for o in SLIM_DPKG_OPTS), SUITE, str(tarball), *map(str, sources)]
         log("+ " + " ".join(cmd))
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-            raise OpsError(f"mmdebstrap failed to build {BASE_IMAGE}: {last}")
+        run(cmd, what=f"mmdebstrap (building {BASE_IMAGE})")
         log(f"base image: rootfs built in {time.monotonic() - t0:.1f}s ({tarball.stat().st_size // 2**20} MiB); importing")
         # Same metadata as the official image: bash as the default command.
-        subprocess.run(["docker", "import", "--change", 'CMD ["bash"]', str(tarball), BASE_IMAGE],
-                       check=True, capture_output=True)
+        run(["docker", "import", "--change", 'CMD ["bash"]', str(tarball), BASE_IMAGE], what=f"importing {BASE_IMAGE}")
     log(f"base image: {BASE_IMAGE} ready in {time.monotonic() - t0:.1f}s")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.core.errors import OpsError
+from ops.core.run import probe, wait_until
 from ops.engine import apt
 
 PODMAN_SOCKET = Path("/run/podman/podman.sock")
@@ -94,9 +95,10 @@ def os_ids(path: Path = Path("/etc/os-release")) -> frozenset:
 
 
 def _quiet(cmd: list[str], timeout: float = 15) -> subprocess.CompletedProcess | None:
+    """A question to the engine: its answer, or None when the program is missing or hangs."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **COMPOSE_ENV})
-    except (OSError, subprocess.TimeoutExpired):
+        return probe(cmd, timeout=timeout, env={**os.environ, **COMPOSE_ENV})
+    except OpsError:
         return None
 
 
@@ -189,7 +191,10 @@ def _socket_answers(sock: Path) -> bool:
 
 
 def _spawn(cmd: list[str], name: str) -> None:
-    """Start a long-lived background process that outlives this invoke call (no systemd here)."""
+    """Start a long-lived background process that outlives this invoke call (no systemd here).
+
+    The one Popen outside ops/core/run.py: run() waits for its program to end, and this one must not.
+    """
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "ab") as out:
@@ -212,11 +217,8 @@ def start_podman_service(log) -> None:
         PODMAN_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         log(f"engine: starting the Podman API service on unix://{PODMAN_SOCKET}")
         _spawn(["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"], "podman-service")
-        deadline = time.monotonic() + 30
-        while not _socket_answers(PODMAN_SOCKET):
-            if time.monotonic() > deadline:
-                raise OpsError(f"the Podman API service did not answer within 30s: see {LOG_DIR}/podman-service.log")
-            time.sleep(0.2)
+        wait_until(lambda: None if _socket_answers(PODMAN_SOCKET) else f"unix://{PODMAN_SOCKET} to answer",
+                   timeout=30, what="the Podman API service", interval=0.2, fix=f"see {LOG_DIR}/podman-service.log")
     # The default socket is where the docker CLI and Compose look when DOCKER_HOST is unset.
     if DEFAULT_SOCKET.is_symlink() and not DEFAULT_SOCKET.exists():
         DEFAULT_SOCKET.unlink()

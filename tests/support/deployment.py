@@ -47,8 +47,8 @@ def client(user=None, password=None, cert: str | None = "client", ca: Path = TLS
     tls = dict(ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required")
     if cert:
         tls.update(ssl_certfile=str(TLS / f"{cert}.crt"), ssl_keyfile=str(TLS / f"{cert}.key"))
-    return redis.Redis(host="127.0.0.1", port=INSTANCE.redis_port, username=user, password=password,
-                       socket_timeout=10, socket_connect_timeout=5, **tls, **kw)
+    kw = {"socket_timeout": 10, "socket_connect_timeout": 5, **kw}  # callers may shorten the time-outs
+    return redis.Redis(host="127.0.0.1", port=INSTANCE.redis_port, username=user, password=password, **tls, **kw)
 
 
 def tenant_client(tenant: str, **kw) -> redis.Redis:
