@@ -12,10 +12,11 @@ are journaled before they happen, so a killed backup is undone by the next task 
 and leftover .partial folders are removed by the next backup. Free space is checked first; a full
 disk, any OSError and Redis going away mid-backup end in one line, with nothing half-written kept.
 """
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
-import errno
 import os
 import re
 import shutil
@@ -68,7 +69,8 @@ def keyspace(client) -> dict:
 def _wait_no_rewrite(client, timeout: float = 600) -> None:
     def pending():
         info = client.info("persistence")
-        return "the running AOF rewrite" if info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled") else None
+        busy = info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+        return "the running AOF rewrite" if busy else None
     wait_until(pending, timeout=timeout, what="backup", interval=0.1,
                fix="retry later or check `./invoke logs --service redis`")
 
@@ -80,8 +82,8 @@ def _mib(n: int) -> str:
 def data_size(service: str, paths: list[str]) -> int:
     """Bytes the paths take inside a running service's container (0 for missing ones)."""
     out = probe(["docker", "exec", containers.name(service), "du", "-sbc", *paths], what=f"measuring {service}'s data")
-    lines = [line.split() for line in (out.stdout or "").splitlines()]
-    return next((int(f[0]) for f in lines if len(f) == 2 and f[1] == "total" and f[0].isdigit()), 0)
+    rows = [line.split() for line in (out.stdout or "").splitlines()]
+    return next((int(row[0]) for row in rows if row[1:] == ["total"] and row[0].isdigit()), 0)  # du -c's last line
 
 
 def check_space(folder: Path, data_bytes: int, what: str) -> None:
@@ -118,10 +120,8 @@ def sweep_partials(log=None) -> list[str]:
 
 def _quietly(action) -> None:
     """Run a clean-up step whose failure must not hide the error that got us here (it stays journaled)."""
-    try:
+    with contextlib.suppress(redis.RedisError, OSError, OpsError):
         action()
-    except (redis.RedisError, OSError, OpsError):
-        pass
 
 
 def snapshot_redis(dest: Path, journal: jn.Journal, log=print) -> dict:
@@ -205,8 +205,8 @@ def run_checker(argv: list[str], what: str) -> None:
         raise OpsError(f"{what} failed {argv[0]}: {out.splitlines()[-1] if out else 'no output'}")
 
 
-def verify(path: Path, log=print) -> dict:
-    """Everything restore needs, checked: manifest, sizes, checksums, redis-check-rdb/aof, SQLite integrity."""
+def _read_manifest(path: Path) -> dict:
+    """The backup's manifest, checked for its form (one line naming what is wrong)."""
     where = path.name
     mpath = path / "manifest.json"
     if not path.is_dir():
@@ -222,15 +222,29 @@ def verify(path: Path, log=print) -> dict:
     for required in (RDB, AOF_MANIFEST):
         if required not in files:
             raise OpsError(f"backup {where} is incomplete: manifest lists no {required}; pick another backup")
+    return manifest
+
+
+def _check_files(path: Path, files: dict) -> None:
+    """Every file the manifest lists is there, with its size and sha256."""
+    where = path.name
     for member, meta in files.items():
         f = path / member
         if not f.is_file():
             raise OpsError(f"backup {where} is incomplete: {member} is missing; pick another backup")
         if f.stat().st_size != meta["size"]:
-            raise OpsError(f"backup {where} is corrupt: {member} is {f.stat().st_size} bytes, manifest says {meta['size']}")
+            raise OpsError(f"backup {where} is corrupt: {member} is {f.stat().st_size} bytes, "
+                           f"manifest says {meta['size']}")
         if sha256(f) != meta["sha256"]:
             raise OpsError(f"backup {where} is corrupt: {member} does not match its sha256 in manifest.json")
-    log(f"verify: {len(files)} files match their sizes and sha256")
+
+
+def verify(path: Path, log=print) -> dict:
+    """Everything restore needs, checked: manifest, sizes, checksums, redis-check-rdb/aof, SQLite integrity."""
+    where = path.name
+    manifest = _read_manifest(path)
+    _check_files(path, manifest["files"])
+    log(f"verify: {len(manifest['files'])} files match their sizes and sha256")
     run_checker(["redis-check-rdb", str(path / RDB)], f"backup {where} is corrupt: {RDB}")
     run_checker(["redis-check-aof", str(path / AOF_MANIFEST)], f"backup {where} is corrupt: {AOF_MANIFEST}")
     log("verify: redis-check-rdb and redis-check-aof OK")
@@ -248,7 +262,8 @@ def verify(path: Path, log=print) -> dict:
 
 
 def complete_backups() -> list[Path]:
-    return sorted(p for p in BACKUPS.iterdir() if p.is_dir() and STAMP_RE.match(p.name) and (p / "manifest.json").exists())
+    return sorted(p for p in BACKUPS.iterdir()
+                  if p.is_dir() and STAMP_RE.match(p.name) and (p / "manifest.json").exists())
 
 
 def prune(keep: int, log=print) -> None:
@@ -273,11 +288,9 @@ def _failure(exc: BaseException, where: Path, what: str = "backup") -> str:
 
 def _record_last(status: str, name: str, detail: str = "") -> None:
     """The outcome of the latest backup in the instance's state (a failed one leaves no folder to look at)."""
-    try:
+    with contextlib.suppress(OSError):  # a record of the outcome, never a reason to fail
         (jn.STATE / "last-backup.json").write_text(json.dumps({"backup": name, "status": status, "detail": detail,
                                                                "at": jn._now()}) + "\n")
-    except OSError:
-        pass
 
 
 def expected_size(names: list[str]) -> int:

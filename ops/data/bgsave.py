@@ -38,7 +38,7 @@ def start(client: redis.Redis, timeout: float = 600, log=print):
     try:
         client.execute_command("BGSAVE", *(["SCHEDULE"] if schedule else []))
     except redis.ResponseError as exc:
-        raise OpsError(f"Redis refused BGSAVE: {exc}")
+        raise OpsError(f"Redis refused BGSAVE: {exc}") from None
     log(f"bgsave: started{' (scheduled after the running AOF rewrite)' if schedule else ''}")
     return before, schedule
 

@@ -35,7 +35,7 @@ def _idle(client, keys: list, cutoff: float) -> list:
     pipe = client.pipeline(transaction=False)
     for k in keys:
         pipe.object("idletime", k)
-    return [k for k, idle in zip(keys, pipe.execute()) if idle is not None and idle > cutoff]
+    return [k for k, idle in zip(keys, pipe.execute(), strict=True) if idle is not None and idle > cutoff]
 
 
 def flush(client, tenant: str, older_than: timedelta, dry_run: bool = False) -> dict:

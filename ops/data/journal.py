@@ -62,7 +62,7 @@ def fault_point(step: str) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -160,7 +160,7 @@ def _load() -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        raise OpsError(f"{JOURNAL} is unreadable: look at it, then remove it and run `./invoke recover`")
+        raise OpsError(f"{JOURNAL} is unreadable: look at it, then remove it and run `./invoke recover`") from None
     return doc
 
 
@@ -204,7 +204,8 @@ def _live_redis(entry: dict):
         if state.returncode != 0 and "no such" in (state.stderr or "").lower():
             return None, "Redis' container is gone, and a new one starts with redis.conf's values"
         raise OpsError(f"Redis does not answer on 127.0.0.1:{INSTANCE.redis_port} and the engine cannot say whether "
-                       "it runs: start the engine (`./invoke engine`) and Redis (`./invoke up`), then `./invoke recover`")
+                       "it runs: start the engine (`./invoke engine`) and Redis (`./invoke up`), "
+                       "then `./invoke recover`") from None
     if run_id != entry["run_id"]:
         return None, "Redis restarted since, so it runs with redis.conf's values"
     return client, None
@@ -252,7 +253,7 @@ def undo_all(journal: Journal) -> list[str]:
             lines.append(journal.undo(entry))
         except (redis.RedisError, OSError) as exc:
             raise OpsError(f"could not undo what the interrupted {journal.doc['op']} changed ({entry['kind']}: "
-                           f"{_one_line(exc)}): fix that, then run `./invoke recover`")
+                           f"{_one_line(exc)}): fix that, then run `./invoke recover`") from None
     journal.close()
     return lines
 
@@ -280,7 +281,8 @@ def at_task_start(task: str, log=print) -> None:
             if task in REFUSE_WHILE_RESTORE:
                 raise OpsError(describe_restore(doc))
             return
-        log(f"recover: an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) left changes; undoing them")
+        log(f"recover: an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) left changes; "
+            "undoing them")
         try:
             for line in undo_all(Journal(doc)):
                 log(f"recover: {line}")

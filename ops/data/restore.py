@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import redis
-
 from deployment import naming
 from deployment.instance import UIDS
 from ops.config import tenants
@@ -72,13 +71,15 @@ def check_private(source: Path) -> None:
 
 def _redis_job(host_dir: Path, script: str, user: str | None = None) -> None:
     uid = user or str(UIDS["redis"])
-    containers.volume_job(compose.image("redis"), uid, {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}, script)
+    mounts = {containers.volume(REDIS_VOLUME): "/data", str(host_dir): "/backup"}
+    containers.volume_job(compose.image("redis"), uid, mounts, script)
 
 
 def _tenant_job(name: str, host_dir: Path, script: str, user: str | None = None) -> None:
     uid = user or str(UIDS["app"])
     containers.ensure_volume(naming.data_volume(name))
-    containers.volume_job(compose.image("app"), uid, {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}, script)
+    mounts = {containers.volume(naming.data_volume(name)): "/data", str(host_dir): "/backup"}
+    containers.volume_job(compose.image("app"), uid, mounts, script)
 
 
 def _writable_by(path: Path, uid: int) -> None:
@@ -115,7 +116,8 @@ def put_back(source: Path, manifest: dict, log=print) -> None:
         src = source / "tenants" / name
         if (src / "db.sqlite3").exists():
             _tenant_job(name, src, "rm -f /data/db.sqlite3 /data/db.sqlite3-wal /data/db.sqlite3-shm "
-                                   f"&& cp /backup/db.sqlite3 /data/db.sqlite3 && chown {app_uid}:{app_uid} /data/db.sqlite3",
+                                   "&& cp /backup/db.sqlite3 /data/db.sqlite3 "
+                                   f"&& chown {app_uid}:{app_uid} /data/db.sqlite3",
                         user="0")
             log(f"restore: tenant {name}: database put back")
 
@@ -126,7 +128,8 @@ def counts_match(expected: dict, actual: dict) -> str | None:
         e = expected.get(db, {"keys": 0, "expires": 0})
         a = actual.get(db, {"keys": 0, "expires": 0})
         if a["keys"] - a["expires"] != e["keys"] - e["expires"] or a["keys"] > e["keys"]:
-            return f"{db}: {a['keys']} keys ({a['expires']} with TTL) after restore, manifest says {e['keys']} ({e['expires']})"
+            return (f"{db}: {a['keys']} keys ({a['expires']} with TTL) after restore, "
+                    f"manifest says {e['keys']} ({e['expires']})")
     return None
 
 
@@ -173,6 +176,32 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
         os.umask(old_umask)
 
 
+def _roll_back_mismatch(journal: jn.Journal, state: dict, source: Path, aside: Path, services: list[str], *,
+                        problem: str, log) -> None:
+    """Key counts do not fit the manifest: put the pre-restore copy back, restart, and say so in one line."""
+    log(f"restore: key counts do not match ({problem}); rolling back to {aside.name}")
+    _rollback(aside, log)
+    journal.update(state, step="restarting the tenant services")
+    _restart(services)
+    journal.forget(state)
+    raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before "
+                   f"(also kept in {rel(aside)})")
+
+
+def _fail(journal: jn.Journal, state: dict, source: Path, reason: str, log) -> None:
+    """A step failed: keep checked data whose only failure was the restart, else roll back; one line either way."""
+    if state["step"] == "restarting the tenant services":  # the data is restored and checked: keep it
+        journal.forget(state)
+        raise OpsError(f"restore of {source.name}: the data is restored and its key counts match, but restarting "
+                       f"the tenant services failed ({reason}): run `./invoke up`") from None
+    try:
+        done = recover(journal, state, rollback=True, log=log)
+    except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as again:
+        raise OpsError(f"restore of {source.name} failed while {state['step']}: {reason}; rolling back failed too "
+                       f"({jn._one_line(again)}): run `./invoke recover`") from None
+    raise OpsError(f"restore of {source.name} failed: {reason}; {done[-1]}") from None
+
+
 def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) -> Path:
     client = redis_admin.operator(timeout=60)
     redis_admin.ping_or_explain(client)
@@ -202,12 +231,7 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
         fault_point("checking")
         problem = counts_match(manifest["keyspace"], actual)
         if problem:
-            log(f"restore: key counts do not match ({problem}); rolling back to {aside.name}")
-            _rollback(aside, log)
-            journal.update(state, step="restarting the tenant services")
-            _restart(tenant_services)
-            journal.forget(state)
-            raise OpsError(f"restore of {source.name} rolled back: {problem}; live data is as before (also kept in {rel(aside)})")
+            _roll_back_mismatch(journal, state, source, aside, tenant_services, problem=problem, log=log)
         log(f"restore: key counts match the manifest: {actual}")
         journal.update(state, step="restarting the tenant services")
         fault_point("restarting")
@@ -216,17 +240,7 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
     except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as exc:
         if state not in journal.entries:
             raise  # the rollback above already finished
-        reason = bk._failure(exc, partial, "restore")
-        if state["step"] == "restarting the tenant services":  # the data is restored and checked: keep it
-            journal.forget(state)
-            raise OpsError(f"restore of {source.name}: the data is restored and its key counts match, but restarting "
-                           f"the tenant services failed ({reason}): run `./invoke up`") from None
-        try:
-            done = recover(journal, state, rollback=True, log=log)
-        except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as again:
-            raise OpsError(f"restore of {source.name} failed while {state['step']}: {reason}; rolling back failed too "
-                           f"({jn._one_line(again)}): run `./invoke recover`") from None
-        raise OpsError(f"restore of {source.name} failed: {reason}; {done[-1]}") from None
+        _fail(journal, state, source, bk._failure(exc, partial, "restore"), log)
     log(f"restore: {source.name} restored in {time.monotonic() - t0:.1f}s; previous data kept in {rel(aside)}")
     return aside
 
@@ -255,7 +269,8 @@ def recover(journal: jn.Journal, state: dict, rollback: bool, log=print) -> list
                      f"nothing was restored (run `./invoke restore {source.name}` again)")
     elif step == "restarting the tenant services" and not rollback:
         _restart(services)
-        lines.append(f"the data of {source.name} was already in place and checked: restarted {len(services)} tenant service(s)")
+        lines.append(f"the data of {source.name} was already in place and checked: "
+                     f"restarted {len(services)} tenant service(s)")
     else:
         target, manifest = aside, None
         if not rollback:
@@ -276,7 +291,8 @@ def recover(journal: jn.Journal, state: dict, rollback: bool, log=print) -> list
             _rollback(aside, log)
             lines.append(f"rolled back: the data from before the restore is live again (kept in {rel(aside)})")
         else:
-            lines.append(f"finished: {source.name} is restored and its key counts match (previous data in {rel(aside)})")
+            lines.append(f"finished: {source.name} is restored and its key counts match "
+                         f"(previous data in {rel(aside)})")
         _restart(services)
     journal.forget(state)
     return lines

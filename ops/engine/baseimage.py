@@ -28,7 +28,8 @@ def apt_sources() -> list[Path]:
     found = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
     found += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
     legacy = Path("/etc/apt/sources.list")
-    if legacy.exists() and any(l.strip() and not l.lstrip().startswith("#") for l in legacy.read_text().splitlines()):
+    lines = legacy.read_text().splitlines() if legacy.exists() else []
+    if any(line.strip() and not line.lstrip().startswith("#") for line in lines):
         found.append(legacy)
     return found
 
@@ -67,7 +68,8 @@ def build(log=print) -> None:
                *(f"--dpkgopt={o}" for o in SLIM_DPKG_OPTS), SUITE, str(tarball), *map(str, sources)]
         log("+ " + " ".join(cmd))
         run(cmd, what=f"mmdebstrap (building {BASE_IMAGE})")
-        log(f"base image: rootfs built in {time.monotonic() - t0:.1f}s ({tarball.stat().st_size // 2**20} MiB); importing")
+        size_mib = tarball.stat().st_size // 2**20
+        log(f"base image: rootfs built in {time.monotonic() - t0:.1f}s ({size_mib} MiB); importing")
         # Same metadata as the official image: bash as the default command.
         run(["docker", "import", "--change", 'CMD ["bash"]', str(tarball), BASE_IMAGE], what=f"importing {BASE_IMAGE}")
     log(f"base image: {BASE_IMAGE} ready in {time.monotonic() - t0:.1f}s")

@@ -23,7 +23,7 @@ def running_with_healthcheck() -> dict[str, float]:
     A container that has not been healthy yet is checked every START_INTERVAL seconds, so it turns
     healthy as soon as it is ready; afterwards its own interval applies (cheap in steady state).
     """
-    out = subprocess.run(["podman", "ps", "--format", "json"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["podman", "ps", "--format", "json"], capture_output=True, text=True, timeout=30, check=False)
     if out.returncode != 0:
         return {}
     listed = json.loads(out.stdout or "[]")
@@ -31,7 +31,8 @@ def running_with_healthcheck() -> dict[str, float]:
     starting = {c["Id"] for c in listed if "(starting)" in (c.get("Status") or "")}
     if not ids:
         return {}
-    inspected = subprocess.run(["podman", "inspect", "--format", "json", *ids], capture_output=True, text=True, timeout=30)
+    inspected = subprocess.run(["podman", "inspect", "--format", "json", *ids], capture_output=True, text=True,
+                               timeout=30, check=False)
     result = {}
     for c in json.loads(inspected.stdout or "[]") if inspected.returncode == 0 else []:
         hc = (c.get("Config") or {}).get("Healthcheck") or {}
@@ -43,7 +44,7 @@ def running_with_healthcheck() -> dict[str, float]:
 
 def check(cid: str, busy: set, lock: threading.Lock) -> None:
     try:
-        subprocess.run(["podman", "healthcheck", "run", cid], capture_output=True, timeout=300)
+        subprocess.run(["podman", "healthcheck", "run", cid], capture_output=True, timeout=300, check=False)
     except subprocess.TimeoutExpired:
         pass
     finally:

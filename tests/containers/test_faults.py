@@ -46,7 +46,8 @@ def _killed_at(args: list[str], step: str, tmp_path: Path) -> str:
     proc = _start(args, step, "kill", tmp_path)
     code = proc.wait(timeout=600)
     out = (tmp_path / "stdout").read_text()
-    assert code == -signal.SIGKILL, f"exit {code}, never reached {step}:\n{out[-2000:]}\n{(tmp_path / 'stderr').read_text()[-2000:]}"
+    err = (tmp_path / "stderr").read_text()[-2000:]
+    assert code == -signal.SIGKILL, f"exit {code}, never reached {step}:\n{out[-2000:]}\n{err}"
     assert f"fault: {step}" in out
     return out
 
@@ -181,7 +182,8 @@ def test_restore_killed_at_a_step_is_finished_by_recover(step, restore_source, t
 
     refused = d.invoke("up", "--tenant", "a", check=False)
     line = _one_error_line(refused.stderr)
-    assert refused.returncode == 2 and f"a restore of backup {name} was interrupted" in line and "./invoke recover" in line
+    assert refused.returncode == 2
+    assert f"a restore of backup {name} was interrupted" in line and "./invoke recover" in line
 
     out = d.invoke("recover").stdout
     told = [x for x in out.splitlines() if x.startswith("recover: ")]
@@ -278,7 +280,8 @@ def test_redis_killed_during_a_backup(tmp_path, _setting_back):
     subprocess.run(["docker", "kill", d.container("redis")], check=True, capture_output=True)  # this instance's only
     code, out, err = _continue(proc, tmp_path)
     line = _one_error_line(err)
-    assert code == 2 and re.match(r"error: backup \S+ failed: .*Redis", line) and line.endswith("nothing was kept"), line
+    assert code == 2, line
+    assert re.match(r"error: backup \S+ failed: .*Redis", line) and line.endswith("nothing was kept"), line
     assert not _partials()
     d.invoke("up")
     _all_healthy()
@@ -302,7 +305,8 @@ def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
     compose.run("stop", naming.service_name("a", "worker"), profiles=compose.all_profiles(), quiet=True)
     queued = [d.post_echo("a", f"queued-{i}") for i in range(5)]
     time.sleep(1.5)  # appendfsync everysec: what a power cut would keep
-    ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={INSTANCE.compose_project}"],
+    label = f"label=com.docker.compose.project={INSTANCE.compose_project}"
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", label],
                          capture_output=True, text=True, check=True).stdout.split()
     assert len(ids) >= len(SERVICES) - 1
     subprocess.run(["docker", "kill", *ids], capture_output=True)  # this test instance's containers only
