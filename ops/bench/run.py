@@ -265,11 +265,17 @@ class Downtime:
 
 def _naive_restore(source: Path) -> None:
     """The naive procedure: stop Redis, copy the backup's files into its volume, start Redis."""
+    uid = UIDS["redis"]
     compose.run("stop", naming.REDIS_SERVICE, quiet=True, capture=True)
-    containers.volume_job(compose.image("redis"), str(UIDS["redis"]),
-                          {containers.volume(naming.REDIS_DATA_VOLUME): "/data", str(source / "redis"): "/backup"},
-                          "cd /data && rm -rf appendonlydir dump.rdb && cp -R /backup/appendonlydir /backup/dump.rdb .")
-    compose.run("start", naming.REDIS_SERVICE, quiet=True, capture=True)
+    try:
+        # As root, like restore's put-back: backups are root's only (0700/0600); the files go to Redis' UID.
+        containers.volume_job(compose.image("redis"), "0",
+                              {containers.volume(naming.REDIS_DATA_VOLUME): "/data", str(source / "redis"): "/backup"},
+                              "cd /data && rm -rf appendonlydir dump.rdb "
+                              "&& cp -R /backup/appendonlydir /backup/dump.rdb . "
+                              f"&& chown -R {uid}:{uid} appendonlydir dump.rdb")
+    finally:  # never leave the instance's Redis stopped, whatever failed
+        compose.run("start", naming.REDIS_SERVICE, quiet=True, capture=True)
 
 
 def _saves_settled(client) -> str | None:
