@@ -101,7 +101,9 @@ def _assert_intact(data: dict) -> None:
 
 
 def _backup() -> str:
-    out = d.invoke("backup").stdout
+    # Keep them all: the module's restore_source must outlive the backups later tests take (retention has
+    # its own test in test_backup_restore.py; the default --keep 7 pruned it in a full run).
+    out = d.invoke("backup", "--keep", "1000").stdout
     match = re.search(r"verified in [\d.]+s: \S+/(\S+)", out)
     assert match, out
     return match.group(1)
