@@ -99,6 +99,22 @@ def test_missing_tls_file_is_named_with_the_fix(env_file_env, tmp_path):
                             f"TLS_CA_FILE {tmp_path / 'nowhere' / 'ca.crt'} is missing", "./invoke init")
 
 
+def config_error_as_unprivileged(values: dict) -> tuple[str, int]:
+    """The ConfigError reading `values` raises, read as an unprivileged uid (root reads anything), and that uid."""
+    as_root = os.geteuid() == 0
+    if as_root:  # like the container's 10001: a uid the files' modes really apply to
+        os.setegid(65534)
+        os.seteuid(65534)
+    try:
+        with pytest.raises(env.ConfigError) as raised:
+            env.read_config(values)
+    finally:
+        if as_root:
+            os.seteuid(0)
+            os.setegid(0)
+    return str(raised.value), 65534 if as_root else os.geteuid()
+
+
 def test_unreadable_tls_key_is_named_with_the_uid(local_redis, world_readable_dir):
     values = tenant_env(local_redis, "a", world_readable_dir)
     for name in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"):
@@ -109,19 +125,8 @@ def test_unreadable_tls_key_is_named_with_the_uid(local_redis, world_readable_di
     key = Path(values["TLS_KEY_FILE"])
     key.chmod(0)
     world_readable_dir.chmod(0o777)  # DATA_DIR must be writable for the unprivileged uid too
-    as_root = os.geteuid() == 0
-    if as_root:  # root reads anything: check as an unprivileged uid, like the container's 10001
-        os.setegid(65534)
-        os.seteuid(65534)
-    try:
-        with pytest.raises(env.ConfigError) as raised:
-            env.read_config(values)
-    finally:
-        if as_root:
-            os.seteuid(0)
-            os.setegid(0)
-    uid = 65534 if as_root else os.geteuid()
-    assert str(raised.value) == f"TLS_KEY_FILE {key} is not readable by uid {uid} (Permission denied): {env.TLS_FIX}"
+    problems, uid = config_error_as_unprivileged(values)
+    assert problems == f"TLS_KEY_FILE {key} is not readable by uid {uid} (Permission denied): {env.TLS_FIX}"
 
 
 def test_a_bad_database_url_is_refused_without_echoing_its_password(env_file_env):

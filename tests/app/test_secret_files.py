@@ -1,5 +1,4 @@
 """Secrets as files: NAME_FILE (what the containers get) wins over NAME; a bad file is one `config error:` line."""
-import os
 
 import pytest
 
@@ -8,7 +7,7 @@ from tenantstack import env
 from tests.app.processes import run, tenant_env
 from tests.app.tenant_apps import tenant_app
 from tests.app.test_broker_tls import ping_broker
-from tests.app.test_config_errors import assert_one_config_error
+from tests.app.test_config_errors import assert_one_config_error, config_error_as_unprivileged
 
 SECRETS = [s.name for s in envs.TENANT_SETTINGS if s.secret]
 
@@ -82,19 +81,7 @@ def test_an_unreadable_secret_file_is_one_line_naming_the_uid(file_env, world_re
     admin.chmod(0o644)
     values.update(REDIS_PASSWORD_FILE=str(key), DJANGO_SECRET_KEY_FILE=str(world_readable_dir),  # a folder
                   DJANGO_ADMIN_PASSWORD_FILE=str(admin))
-    as_root = os.geteuid() == 0
-    if as_root:  # root reads anything: check as an unprivileged uid, like the container's 10001
-        os.setegid(65534)
-        os.seteuid(65534)
-    try:
-        with pytest.raises(env.ConfigError) as raised:
-            env.read_config(values)
-    finally:
-        if as_root:
-            os.seteuid(0)
-            os.setegid(0)
-    uid = 65534 if as_root else os.geteuid()
-    problems = str(raised.value)
+    problems, uid = config_error_as_unprivileged(values)
     assert f"REDIS_PASSWORD_FILE {key} is not readable by uid {uid} (Permission denied): run ./invoke up" in problems
     assert f"DJANGO_SECRET_KEY_FILE {world_readable_dir} is a directory, not a file: run ./invoke up" in problems
 
