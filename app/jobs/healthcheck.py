@@ -1,12 +1,15 @@
 """Container healthchecks: `python -m jobs.healthcheck web|worker|beat`. Exit 0 healthy, 1 not, one line why.
 
 web:    GET http://127.0.0.1:<web container port>/healthz answers 200 (database and broker both ok).
-worker: this container's worker node (celery@<hostname>) answers a broadcast ping via the broker.
+worker: this container's worker node (celery@<hostname>) PINGed the broker within WORKER_MAX_AGE seconds
+        (its consumer touches a file after every PING: jobs/liveness.py says why not `inspect ping`).
 beat:   DATA_DIR/beat.heartbeat was touched less than BEAT_MAX_AGE seconds ago.
 """
 import argparse
+import re
 import socket
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +20,7 @@ from deployment import naming
 
 WEB_URL = f"http://127.0.0.1:{naming.WEB_CONTAINER_PORT}/healthz"
 BEAT_MAX_AGE = 60  # seconds; beat ticks at least every beat_max_loop_interval (10 s)
+WORKER_MAX_AGE = 30  # seconds; the worker PINGs the broker and touches its liveness file every 5 s
 HEARTBEAT_FILE = "beat.heartbeat"  # touched by jobs.beat's scheduler on every tick
 TIMEOUT = 5
 
@@ -36,17 +40,22 @@ def check_web(url: str = WEB_URL, timeout: float = TIMEOUT) -> str | None:
         return f"{url} is unreachable: {exc}"
 
 
-def check_worker(node: str | None = None, timeout: float = TIMEOUT) -> str | None:
-    from tenantstack.celery import app
-
+def check_worker(node: str | None = None, max_age: float | None = None) -> str | None:
     node = node or worker_node_name()
+    max_age = WORKER_MAX_AGE if max_age is None else max_age
+    path = liveness_path(node)
     try:
-        replies = app.control.ping(destination=[node], timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - report, never raise
-        return f"cannot ping {node} through the broker: {type(exc).__name__}: {exc}"
-    if not any(node in reply for reply in replies):
-        return f"worker {node} did not answer a ping within {timeout:g} s"
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return f"worker {node} is not consuming: {path} does not exist (starting, or its consumer stopped)"
+    if age > max_age:
+        return f"worker {node} last reached the broker {age:.0f} s ago (limit {max_age:g} s): see its log"
     return None
+
+
+def liveness_path(node: str) -> Path:
+    """Touched by the worker (jobs/liveness.py); in the container's own /tmp, never shared with another one."""
+    return Path(tempfile.gettempdir()) / f"worker-{re.sub(r'[^A-Za-z0-9._-]', '_', node)}.alive"
 
 
 def heartbeat_path(data_dir: Path) -> Path:
@@ -72,15 +81,16 @@ def main(argv=None) -> int:
     parser.add_argument("role", choices=["web", "worker", "beat"])
     parser.add_argument("--url", default=WEB_URL, help="web: the healthz URL")
     parser.add_argument("--node", default=None, help="worker: node name (default celery@<hostname>)")
-    parser.add_argument("--max-age", type=float, default=BEAT_MAX_AGE, help="beat: heartbeat age limit, seconds")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT, help="web, worker: seconds to wait for an answer")
+    parser.add_argument("--max-age", type=float, default=None,
+                        help=f"beat, worker: file age limit, seconds (beat {BEAT_MAX_AGE}, worker {WORKER_MAX_AGE})")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT, help="web: seconds to wait for an answer")
     args = parser.parse_args(argv)
     if args.role == "web":
         problem = check_web(args.url, args.timeout)
     elif args.role == "worker":
-        problem = check_worker(args.node, args.timeout)
+        problem = check_worker(args.node, args.max_age)
     else:
-        problem = check_beat(args.max_age)
+        problem = check_beat(BEAT_MAX_AGE if args.max_age is None else args.max_age)
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import os
 
 from celery import Celery
 
+from jobs.liveness import BrokerPing
 from tenantstack import env
 from tenantstack.celery_config import celery_settings
 
@@ -14,3 +15,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tenantstack.settings")
 
 app = Celery("tenantstack", include=["jobs.tasks"])  # imported by workers once Django is set up
 app.conf.update(celery_settings(env.load_or_exit()))
+app.steps["consumer"].add(BrokerPing)  # the worker's liveness file, read by its healthcheck
