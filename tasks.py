@@ -320,8 +320,10 @@ def recover(c, rollback=False):
     interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
     services it stopped are started again. Safe to run any time: with nothing to do it says so.
     """
+    from ops.data import recover as recovery
+
     _need_root("recover")
-    for line in journal.recover(rollback=rollback):
+    for line in recovery.recover(rollback=rollback):
         print(f"recover: {line}")
 
 

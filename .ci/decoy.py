@@ -22,7 +22,7 @@ os.environ.pop("TENANTSTACK_INSTANCE", None)  # the default instance, as an oper
 
 from deployment import naming  # noqa: E402
 from ops.config.paths import BACKUPS, ENVS, INSTANCE, SECRETS  # noqa: E402
-from ops.data import backup  # noqa: E402
+from ops.data import backup_format  # noqa: E402
 from ops.deploy import health, redis_admin  # noqa: E402
 
 MARKER = "ops:ci-decoy"
@@ -61,7 +61,7 @@ def _backup_problems(want: dict) -> list[str]:
     for name in want["backups"]:
         if (BACKUPS / name).exists():
             try:
-                backup.verify(BACKUPS / name, log=lambda m: None)
+                backup_format.verify(BACKUPS / name, log=lambda m: None)
             except Exception as exc:  # noqa: BLE001 - report whatever broke it
                 problems.append(f"backup {name} no longer verifies: {exc}")
     return problems

@@ -6,7 +6,8 @@ Layers, bottom up (each imports only those below it):
   engine   the host's container engine: find or provision it, base image, healthcheck runner, host packages
   deploy   running the deployment: Compose calls, containers, health, preflight, instances, Redis admin client
   secrets  generating secrets and certificates; the one writer of ACL rules; tenant-add
-  data     what holds data: bgsave, backup and restore (one backup format), flush-results
+  data     what holds data: the backup format (backup writes it, restore reads it; neither imports the
+           other), space checks, the journal, bgsave, backup, restore, recover, flush-results
   bench    the benchmark
   lint     every linter (above all layers: it regenerates what Compose reads, then checks it)
 """

@@ -30,6 +30,7 @@ from ops.config.paths import BACKUPS, INSTANCE
 from ops.core.errors import OpsError
 from ops.core.run import probe, wait_until
 from ops.data import backup as bk
+from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import restore as rs
 from ops.deploy import compose, containers, redis_admin
@@ -303,7 +304,7 @@ def backup(cfg: dict, log) -> dict:
         try:
             containers.copy_out(naming.REDIS_SERVICE, "/data", ["dump.rdb"], tmp)
             t0 = time.monotonic()
-            bk.run_checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
+            fmt.run_checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
             raw_check = time.monotonic() - t0
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -27,12 +27,15 @@ test can do something (fill the disk, kill Redis) and then SIGCONT it. Operators
 """
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import redis
 from ops.config.paths import INSTANCE, STATE
@@ -65,8 +68,22 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def failure_line(exc: BaseException, where: Path, what: str = "backup") -> str:
+    """One line for what stopped an operation half-way while it wrote `where` (a backup, a restore's copy)."""
+    if isinstance(exc, OSError) and not isinstance(exc, redis.RedisError):
+        place = exc.filename or where
+        if exc.errno == errno.ENOSPC:
+            return f"{place}: no space left on the device: free space in {where.parent} and retry"
+        return f"{place}: {exc.strerror or one_line(exc)}"
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"`{' '.join(map(str, exc.cmd[-3:]))}` failed with exit code {exc.returncode}"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis went away during the {what} ({one_line(exc)}): check `./invoke ps`, then retry"
+    return one_line(exc)
 
 
 # ---- the lock ----------------------------------------------------------------------------------
@@ -154,7 +171,7 @@ class Journal:
         JOURNAL.unlink(missing_ok=True)
 
 
-def _load() -> dict | None:
+def load() -> dict | None:
     try:
         doc = json.loads(JOURNAL.read_text())
     except FileNotFoundError:
@@ -172,7 +189,7 @@ def operation(op: str):
     stays recorded for the next task or `./invoke recover`.
     """
     with locked(op):
-        left = _load()
+        left = load()
         if left is not None:
             raise OpsError(f"an interrupted {left['op']} (pid {left.get('pid')}, {left.get('started')}) left changes "
                            f"that are not undone yet: run `./invoke recover` first")
@@ -228,9 +245,6 @@ def _undo_pause(entry: dict, op: str) -> str:
 
 
 def _undo_partial(entry: dict, op: str) -> str:
-    import shutil
-    from pathlib import Path
-
     path = Path(entry["path"])
     if not path.exists():
         return f"unfinished folder {path.name}: already gone"
@@ -253,7 +267,7 @@ def undo_all(journal: Journal) -> list[str]:
             lines.append(journal.undo(entry))
         except (redis.RedisError, OSError) as exc:
             raise OpsError(f"could not undo what the interrupted {journal.doc['op']} changed ({entry['kind']}: "
-                           f"{_one_line(exc)}): fix that, then run `./invoke recover`") from None
+                           f"{one_line(exc)}): fix that, then run `./invoke recover`") from None
     journal.close()
     return lines
 
@@ -274,7 +288,7 @@ def at_task_start(task: str, log=print) -> None:
     if fd is None:
         return  # the journal belongs to an operation still running: not ours to touch
     try:
-        doc = _load()
+        doc = load()
         if doc is None:
             return
         if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
@@ -292,28 +306,3 @@ def at_task_start(task: str, log=print) -> None:
             log(f"recover: not yet: {exc}")
     finally:
         os.close(fd)
-
-
-def recover(rollback: bool = False, log=print) -> list[str]:
-    """`./invoke recover`: finish (or roll back) an interrupted operation; returns what was found and done."""
-    from ops.data import backup, restore
-
-    with locked("recover"):
-        doc = _load()
-        lines = []
-        if doc is None:
-            lines.append(f"no interrupted operation on instance {INSTANCE.name}")
-        else:
-            journal = Journal(doc)
-            lines.append(f"found an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) "
-                         f"with {len(doc['entries'])} change(s) recorded")
-            state = next((e for e in journal.entries if e["kind"] == "restore"), None)
-            if state is not None:
-                try:
-                    lines += restore.recover(journal, state, rollback, log)
-                except (redis.RedisError, OSError, subprocess.CalledProcessError) as exc:
-                    raise OpsError(f"recovering the restore failed ({_one_line(exc)}): fix that, then run "
-                                   "`./invoke recover` again (each step may be repeated)") from None
-            lines += undo_all(journal)
-        lines += backup.sweep_partials()
-        return lines

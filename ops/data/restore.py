@@ -28,8 +28,9 @@ from ops.config import tenants
 from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, ROOT
 from ops.core.errors import OpsError, timed
-from ops.data import backup as bk
+from ops.data import backup_format as fmt
 from ops.data import journal as jn
+from ops.data import space
 from ops.data.journal import fault_point
 from ops.deploy import compose, containers, health, preflight, redis_admin
 
@@ -42,7 +43,7 @@ def resolve(arg: str) -> Path:
         if c.is_dir():
             return c.resolve()
     raise OpsError(f"backup {arg!r} not found: give a folder name from {rel(BACKUPS)}/ "
-                   f"(newest: {bk.complete_backups()[-1].name if bk.complete_backups() else 'none yet'})")
+                   f"(newest: {fmt.complete_backups()[-1].name if fmt.complete_backups() else 'none yet'})")
 
 
 def tenants_with_data() -> list[str]:
@@ -87,7 +88,7 @@ def _writable_by(path: Path, uid: int) -> None:
     os.chown(path, uid, uid)
 
 
-def save_current(dest: Path, space: dict, redis_version: str, tenant_names: list[str], log=print) -> None:
+def save_current(dest: Path, keys: dict, redis_version: str, tenant_names: list[str], log=print) -> None:
     """Copy the stopped deployment's data into dest as a complete backup (same format, verified)."""
     _writable_by(dest / "redis", UIDS["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
@@ -99,8 +100,8 @@ def save_current(dest: Path, space: dict, redis_version: str, tenant_names: list
                     "[ ! -e /data/db.sqlite3 ] || python -c \"import sqlite3; s=sqlite3.connect('/data/db.sqlite3'); "
                     "d=sqlite3.connect('/backup/db.sqlite3'); s.backup(d); d.close(); s.close()\"")
     # The jobs wrote as the container UIDs with their own umask: make the copy private like any backup.
-    bk.make_private(dest)
-    bk.write_manifest(dest, {"redis_version": redis_version, "keyspace": space}, tenant_names)
+    fmt.make_private(dest)
+    fmt.write_manifest(dest, {"redis_version": redis_version, "keyspace": keys}, tenant_names)
     log(f"restore: current data saved as {rel(dest)}")
 
 
@@ -137,17 +138,17 @@ def _start_redis_and_count(log) -> dict:
     compose.run("up", "--detach", "redis")
     health.wait(["redis"], 300, log)
     client = redis_admin.operator(timeout=60)
-    return bk.keyspace(client)
+    return fmt.keyspace(client)
 
 
 def _check_space(source: Path, manifest: dict, tenant_services: list[str]) -> None:
     """The pre-restore copy goes to the backups folder: it must hold the live data, with a margin."""
-    live = bk.data_size("redis", ["/data/dump.rdb", f"/data/{bk.AOF_DIR}"])
+    live = space.data_size("redis", ["/data/dump.rdb", f"/data/{fmt.AOF_DIR}"])
     running_webs = [s for s in tenant_services if s.endswith("-web")]
-    live += sum(bk.data_size(s, ["/data"]) for s in running_webs)
+    live += sum(space.data_size(s, ["/data"]) for s in running_webs)
     # Tenants not running now: their size in the backup is the best estimate there is without a job.
     live += sum(m["size"] for f, m in manifest["files"].items() if f.startswith("tenants/"))
-    bk.check_space(BACKUPS, live, f"restore of {source.name} (the pre-restore copy of the live data)")
+    space.check_space(BACKUPS, live, f"restore of {source.name} (the pre-restore copy of the live data)")
 
 
 def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
@@ -156,7 +157,7 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     source = resolve(arg)
     check_private(source)
     log(f"restore: verifying {source.name} before touching anything")
-    manifest = bk.verify(source, log)
+    manifest = fmt.verify(source, log)
     unknown = [n for n in manifest.get("tenants", []) if n not in tenants.known_names()]
     if unknown:
         raise OpsError(f"backup {source.name} holds tenants {', '.join(unknown)} that are not configured here: "
@@ -198,7 +199,7 @@ def _fail(journal: jn.Journal, state: dict, source: Path, reason: str, log) -> N
         done = recover(journal, state, rollback=True, log=log)
     except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as again:
         raise OpsError(f"restore of {source.name} failed while {state['step']}: {reason}; rolling back failed too "
-                       f"({jn._one_line(again)}): run `./invoke recover`") from None
+                       f"({jn.one_line(again)}): run `./invoke recover`") from None
     raise OpsError(f"restore of {source.name} failed: {reason}; {done[-1]}") from None
 
 
@@ -208,7 +209,7 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
     running = sorted(preflight.running_services())
     tenant_services = [s for s in running if naming.tenant_of(s)]
     _check_space(source, manifest, tenant_services)
-    stamp = bk.stamp()
+    stamp = fmt.stamp()
     aside, partial = BACKUPS / f"pre-restore-{stamp}", BACKUPS / f".pre-restore-{stamp}.partial"
     state = journal.record("restore", backup=str(source), step="stopping the tenant services", stopped=tenant_services,
                            aside=str(aside), aside_partial=str(partial))
@@ -216,13 +217,13 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
         if tenant_services:
             compose.run("stop", *tenant_services, profiles=compose.all_profiles())
         fault_point("stopped-services")
-        live_space, version = bk.keyspace(client), client.info("server")["redis_version"]
+        live_space, version = fmt.keyspace(client), client.info("server")["redis_version"]
         journal.update(state, step="stopping Redis")
         compose.run("stop", "redis")
         fault_point("stopped-redis")
         journal.update(state, step="saving the current data aside")
         save_current(partial, live_space, version, tenants_with_data(), log)
-        bk.verify(partial, log=lambda m: log(f"restore: pre-restore {m}"))
+        fmt.verify(partial, log=lambda m: log(f"restore: pre-restore {m}"))
         partial.rename(aside)
         journal.update(state, step="putting the backup back")
         put_back(source, manifest, log)
@@ -240,7 +241,7 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
     except (OSError, redis.RedisError, OpsError, subprocess.CalledProcessError) as exc:
         if state not in journal.entries:
             raise  # the rollback above already finished
-        _fail(journal, state, source, bk._failure(exc, partial, "restore"), log)
+        _fail(journal, state, source, jn.failure_line(exc, partial, "restore"), log)
     log(f"restore: {source.name} restored in {time.monotonic() - t0:.1f}s; previous data kept in {rel(aside)}")
     return aside
 
@@ -276,7 +277,7 @@ def recover(journal: jn.Journal, state: dict, rollback: bool, log=print) -> list
         if not rollback:
             try:
                 check_private(source)
-                manifest = bk.verify(source, log)
+                manifest = fmt.verify(source, log)
                 target = source
             except OpsError as exc:
                 lines.append(f"cannot finish with {source.name} ({exc}): rolling back instead")

@@ -153,7 +153,7 @@ def test_corrupt_backup_is_refused_and_live_data_unchanged(good_backup, mutation
 
 @pytest.mark.parametrize("target", ["redis/dump.rdb", "redis/appendonlydir/appendonly.aof.1.incr.aof"])
 def test_corruption_with_matching_checksums_is_caught_by_the_redis_checkers(good_backup, target, tmp_path):
-    from ops.data import backup as bk
+    from ops.data import backup_format as bk
 
     copy = tmp_path / good_backup.name
     shutil.copytree(good_backup, copy)
@@ -194,7 +194,7 @@ def test_bgsave_reports_success_only_after_lastsave_moved():
 
 
 def test_backup_retention_removes_only_the_oldest_after_verifying(tmp_path):
-    from ops.data import backup as bk
+    from ops.data import backup_format as bk
 
     for _ in range(2):
         _backup()

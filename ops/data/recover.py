@@ -1,0 +1,37 @@
+"""`./invoke recover`: what an interrupted operation left, found in its journal, finished or rolled back.
+
+Above both the journal (ops/data/journal.py: the mechanism) and the operations that use it: a restore's
+journal is handed to restore.recover(), any other change is undone by the journal itself, and unfinished
+backup folders are swept. The journal never imports an operation, so nothing here is circular.
+"""
+import subprocess
+
+import redis
+from ops.config.paths import INSTANCE
+from ops.core.errors import OpsError
+from ops.data import backup_format as fmt
+from ops.data import journal as jn
+from ops.data import restore
+
+
+def recover(rollback: bool = False, log=print) -> list[str]:
+    """`./invoke recover`: finish (or roll back) an interrupted operation; returns what was found and done."""
+    with jn.locked("recover"):
+        doc = jn.load()
+        lines = []
+        if doc is None:
+            lines.append(f"no interrupted operation on instance {INSTANCE.name}")
+        else:
+            journal = jn.Journal(doc)
+            lines.append(f"found an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) "
+                         f"with {len(doc['entries'])} change(s) recorded")
+            state = next((e for e in journal.entries if e["kind"] == "restore"), None)
+            if state is not None:
+                try:
+                    lines += restore.recover(journal, state, rollback, log)
+                except (redis.RedisError, OSError, subprocess.CalledProcessError) as exc:
+                    raise OpsError(f"recovering the restore failed ({jn.one_line(exc)}): fix that, then run "
+                                   "`./invoke recover` again (each step may be repeated)") from None
+            lines += jn.undo_all(journal)
+        lines += fmt.sweep_partials()
+        return lines
