@@ -16,7 +16,7 @@ esac
 cd "$(dirname "$0")"
 # Validates the whole environment first: one `config error: ...` line and exit 78 if it is wrong.
 settings=$(python -m tenantstack.env --shell)
-eval "$settings"  # DATA_DIR, QUEUE, CONCURRENCY
+eval "$settings"  # DATA_DIR, QUEUES (the tenant's queue, then its Broadcast() queues), CONCURRENCY
 
 if [ "$role" = web ] && [ ! -f static/staticfiles.json ]; then
   echo "entrypoint: static/staticfiles.json is missing: rebuild the image (collectstatic runs at build time)" >&2
@@ -40,7 +40,7 @@ case "$role" in
     exec gunicorn --config gunicorn.conf.py
     ;;
   worker)
-    exec celery -A tenantstack worker --queues "$QUEUE" --hostname 'celery@%h' --concurrency "$CONCURRENCY" \
+    exec celery -A tenantstack worker --queues "$QUEUES" --hostname 'celery@%h' --concurrency "$CONCURRENCY" \
       --loglevel INFO
     ;;
   beat)

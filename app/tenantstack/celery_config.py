@@ -10,6 +10,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from kombu import Exchange, Queue
+from kombu.common import Broadcast
 
 from deployment import naming
 from tenantstack.env import Config
@@ -88,12 +89,13 @@ def celery_settings(config: Config) -> dict:
         "broker_transport_options": broker_transport_options(config),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # keep retrying while Redis restarts
-        # One tenant queue, also the default exchange and routing key; workers consume only it.
+        # One tenant queue, also the default exchange and routing key; workers consume it and the tenant's
+        # declared Broadcast() queues (CELERY_BROADCAST_QUEUES: their exact PSUBSCRIBE patterns are in its ACL).
         "task_default_queue": queue,
         "task_default_exchange": queue,
         "task_default_exchange_type": "direct",
         "task_default_routing_key": queue,
-        "task_queues": (Queue(queue, exchange, routing_key=queue),),
+        "task_queues": (Queue(queue, exchange, routing_key=queue), *map(Broadcast, config.broadcast_queues)),
         "task_create_missing_queues": False,
         # At-least-once: a task is acknowledged after it ran; a killed worker's task comes back.
         "task_acks_late": True,

@@ -70,6 +70,7 @@ class Config:
     worker_prefetch_multiplier: int
     allowed_hosts: tuple[str, ...]
     admin_password: str  # empty: the web entrypoint leaves the admin user alone
+    broadcast_queues: tuple[str, ...] = ()  # Broadcast() queues the workers consume besides the tenant's queue
 
     @property
     def soft_time_limit(self) -> int:
@@ -83,6 +84,11 @@ class Config:
     @property
     def queue(self) -> str:
         return naming.queue_name(self.tenant)
+
+    @property
+    def consumed_queues(self) -> tuple[str, ...]:
+        """What a worker consumes: the tenant's queue, then its declared Broadcast() queues (by name)."""
+        return (self.queue, *self.broadcast_queues)
 
 
 class ConfigError(Exception):
@@ -189,6 +195,14 @@ class _Reader:
         row = envs.TENANT[key]
         return self.integer(key, low=row.low, high=row.high, fix=row.fix)
 
+    def names(self, key: str) -> tuple[str, ...]:
+        """A comma-separated list setting, each item validated by its row in deployment/envs.py."""
+        row = envs.TENANT[key]
+        values, problem = envs.items(row, self.raw(key))
+        if problem:  # "<KEY> has invalid item '<item>'"
+            self.problem(f"{key} item {problem.rsplit(' ', 1)[-1]}", "not valid", row.fix)
+        return values
+
     def tenant(self) -> str:
         value = self.raw("TENANT")
         if not value:
@@ -280,6 +294,7 @@ class _Reader:
             worker_prefetch_multiplier=self.setting("CELERY_WORKER_PREFETCH_MULTIPLIER"),
             allowed_hosts=self.allowed_hosts(tenant),
             admin_password=self.secret("DJANGO_ADMIN_PASSWORD", required=False),
+            broadcast_queues=self.names("CELERY_BROADCAST_QUEUES"),
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -306,7 +321,8 @@ def shell_assignments(config: Config) -> str:
     """What entrypoint.sh needs, as `NAME=value` lines safe for `eval`."""
     import shlex
 
-    values = {"DATA_DIR": config.data_dir, "QUEUE": config.queue, "CONCURRENCY": config.worker_concurrency}
+    values = {"DATA_DIR": config.data_dir, "QUEUES": ",".join(config.consumed_queues),
+              "CONCURRENCY": config.worker_concurrency}
     return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
 
 

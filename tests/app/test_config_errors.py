@@ -156,3 +156,12 @@ def test_defaults_for_optional_settings(local_redis, tmp_path):
     assert config.allowed_hosts == ("127.0.0.1", "localhost", "tenant-a-web")
     assert config.sqlite_path == tmp_path / "db.sqlite3"
     assert config.admin_password == ""
+
+
+def test_a_bad_broadcast_queue_name_is_one_line_naming_item_and_fix(env_file_env):
+    from deployment import envs
+
+    values, env_file = env_file_env
+    rewrite(env_file, CELERY_BROADCAST_QUEUES="reload,x*")
+    assert_one_config_error(run(["-m", "tenantstack.env"], values), "CELERY_BROADCAST_QUEUES item 'x*' is not valid",
+                            str(env_file), envs.TENANT["CELERY_BROADCAST_QUEUES"].fix)
