@@ -7,6 +7,7 @@ import json
 
 from ops.core.run import probe, wait_until
 from ops.deploy import containers
+from ops.engine import provision
 
 
 def states(services: list[str]) -> dict[str, str]:
@@ -33,5 +34,6 @@ def _pending(services: list[str]) -> str | None:
 
 
 def wait(services: list[str], timeout: float, log=print) -> None:
+    provision.poke_healthcheck_runner()  # on Podman: notice the new containers now, not at its next listing
     wait_until(lambda: _pending(services), timeout=timeout, what="up", log=log,
                fix="see `./invoke logs --service <name>`")

@@ -5,6 +5,7 @@ Three outcomes, decided by `decide()` from plain facts so each branch is testabl
   provision  nothing usable, but this is Debian/Ubuntu as root: install and start Podman + Compose v2
   refuse     anything else: one line saying what is missing and the exact commands to install it
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -225,6 +226,16 @@ def start_podman_service(log) -> None:
     if not DEFAULT_SOCKET.exists():
         DEFAULT_SOCKET.symlink_to(PODMAN_SOCKET)
         log(f"engine: linked {DEFAULT_SOCKET} -> {PODMAN_SOCKET}")
+
+
+def poke_healthcheck_runner() -> None:
+    """Have the runner (if any) list containers every second for a while: someone waits for them to be healthy."""
+    from ops.engine.healthcheck_runner import POKE
+
+    if RUNNER_INSTALLED.exists():
+        with contextlib.suppress(OSError):
+            Path(POKE).parent.mkdir(parents=True, exist_ok=True)
+            Path(POKE).touch()
 
 
 def start_healthcheck_runner(log) -> None:
