@@ -297,6 +297,8 @@ def at_task_start(task: str, log=print) -> None:
             return
         log(f"recover: an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) left changes; "
             "undoing them")
+        for line in containers.sweep_orphan_jobs():
+            log(f"recover: {line}")
         try:
             for line in undo_all(Journal(doc)):
                 log(f"recover: {line}")

@@ -12,13 +12,14 @@ from ops.core.errors import OpsError
 from ops.data import backup_format as fmt
 from ops.data import journal as jn
 from ops.data import restore
+from ops.deploy import containers
 
 
 def recover(rollback: bool = False, log=print) -> list[str]:
     """`./invoke recover`: finish (or roll back) an interrupted operation; returns what was found and done."""
     with jn.locked("recover"):
         doc = jn.load()
-        lines = []
+        lines = containers.sweep_orphan_jobs()  # first: a killed restore's copy job may still be writing
         if doc is None:
             lines.append(f"no interrupted operation on instance {INSTANCE.name}")
         else:

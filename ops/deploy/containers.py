@@ -1,6 +1,7 @@
 """Moving files in and out of containers and volumes through the engine (works while they run or not)."""
 import io
 import json
+import os
 import tarfile
 import uuid
 from pathlib import Path
@@ -50,14 +51,20 @@ def copy_out(service: str, directory: str, members: list[str], dest: Path, progr
     return size
 
 
+JOB_OWNER_LABEL = "org.tenantstack.job-owner"  # the pid of the ops process that started a volume job
+JOB_INSTANCE_LABEL = "org.tenantstack.job-instance"  # its instance: `instance-remove` finds its jobs by it
+
+
 def volume_job(image: str, user: str, mounts: dict[str, str], script: str, timeout: float = 1800) -> str:
     """Run a shell script in a throwaway container with the given mounts (host path or volume -> target).
 
     No --rm: Podman 4.3's Docker API reports exit code 0 for `docker run --rm` whatever happened, so the
-    exit code is read from the stopped container instead.
+    exit code is read from the stopped container instead. A job outlives an ops process killed while it
+    runs (the engine owns it): sweep_orphan_jobs() removes it before anything repeats that step.
     """
     job = f"{COMPOSE_PROJECT}-job-{uuid.uuid4().hex[:8]}"
-    argv = ["docker", "run", "--name", job, "--network", "none", "--user", user, "--entrypoint", "sh"]
+    argv = ["docker", "run", "--name", job, "--label", f"{JOB_OWNER_LABEL}={os.getpid()}", "--label",
+            f"{JOB_INSTANCE_LABEL}={INSTANCE.name}", "--network", "none", "--user", user, "--entrypoint", "sh"]
     for source, target in mounts.items():
         argv += ["-v", f"{source}:{target}"]
     try:
@@ -69,3 +76,30 @@ def volume_job(image: str, user: str, mounts: dict[str, str], script: str, timeo
         return done.stdout
     finally:
         probe(["docker", "rm", "-f", "-v", job])
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphan_jobs() -> list[str]:
+    """Remove this instance's volume jobs whose ops process is gone (killed mid-job): one line for each.
+
+    A job left running would go on writing into a volume (a restore's put-back) while recover repeats the
+    step; jobs of live processes (another operation, another checkout) are never touched.
+    """
+    out = probe(["docker", "ps", "-a", "--filter", f"name=^{COMPOSE_PROJECT}-job-", "--filter",
+                 f"label={JOB_OWNER_LABEL}", "--format", f'{{{{.Names}}}} {{{{.Label "{JOB_OWNER_LABEL}"}}}}'])
+    lines = []
+    for row in (out.stdout or "").splitlines():
+        job, _, owner = row.partition(" ")
+        if job.startswith(f"{COMPOSE_PROJECT}-job-") and not _alive(owner):
+            probe(["docker", "rm", "-f", "-v", job])
+            lines.append(f"removed the volume job {job} that a killed run (pid {owner}) left")
+    return lines

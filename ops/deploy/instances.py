@@ -11,19 +11,22 @@ from deployment import ports
 from deployment.instance import BENCH_COMPONENT, COMPONENTS, DEFAULT, ROOT, Instance, check_name
 from ops.core.errors import OpsError
 from ops.core.run import probe, run
+from ops.deploy.containers import JOB_INSTANCE_LABEL
 
 LABEL = "com.docker.compose.project"
 
 
-def _ids(kind: str, name: str) -> list[str]:
+def _ids(kind: str, name: str, label: str = LABEL) -> list[str]:
     argv = {"container": ["docker", "ps", "-a", "-q"], "volume": ["docker", "volume", "ls", "-q"],
             "network": ["docker", "network", "ls", "-q"]}[kind]
-    out = probe([*argv, "--filter", f"label={LABEL}={name}"])
+    out = probe([*argv, "--filter", f"label={label}={name}"])
     return out.stdout.split() if out.returncode == 0 else []
 
 
 def engine_objects(name: str) -> dict[str, list[str]]:
-    return {kind: _ids(kind, name) for kind in ("container", "volume", "network")}
+    found = {kind: _ids(kind, name) for kind in ("container", "volume", "network")}
+    found["container"] += _ids("container", name, JOB_INSTANCE_LABEL)  # volume jobs (not Compose's)
+    return found
 
 
 def remove(name: str, log=print) -> None:

@@ -20,7 +20,7 @@ from deployment import naming
 from ops.config.paths import BACKUPS, INSTANCE, STATE
 from ops.core.run import wait_until
 from ops.data import journal as jn
-from ops.deploy import compose, health, redis_admin
+from ops.deploy import compose, containers, health, redis_admin
 from ops.engine import provision
 from tests.support import deployment as d
 
@@ -294,12 +294,21 @@ def test_redis_killed_during_a_backup(tmp_path, _setting_back):
 
 
 # ---- a rebooted host ---------------------------------------------------------------------------
-def _runner_pid() -> int | None:
+def _helper_pid(name: str, marker: bytes) -> int | None:
+    """The pid the engine recorded for one of its host-side helpers, if that process still runs it."""
     try:
-        pid = int((provision.STATE_DIR / "healthcheck-runner.pid").read_text())
-        return pid if b"healthcheck-runner" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        pid = int((provision.STATE_DIR / f"{name}.pid").read_text())
+        return pid if marker in Path(f"/proc/{pid}/cmdline").read_bytes() else None
     except (OSError, ValueError):
         return None
+
+
+def _runner_pid() -> int | None:
+    return _helper_pid("healthcheck-runner", b"healthcheck-runner")
+
+
+def _api_service_pid() -> int | None:
+    return _helper_pid("podman-service", b"service")
 
 
 def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
@@ -313,25 +322,48 @@ def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
     assert len(ids) >= len(SERVICES) - 1
     subprocess.run(["docker", "kill", *ids], capture_output=True)  # this test instance's containers only
     podman = provision.provisioned_here()
-    if podman:  # no systemd: nothing restarts the healthcheck runner; killed by its pid file, never by name
-        pid = _runner_pid()
+    if podman:  # no systemd: nothing restarts the engine's helpers; each killed by its pid file, never by name
+        pid, api = _runner_pid(), _api_service_pid()
         assert pid, "the healthcheck runner is not running"
+        assert api, "the Podman API service was not started by ./invoke engine"
         os.kill(pid, signal.SIGKILL)
+        os.kill(api, signal.SIGKILL)  # running containers stay up (conmon owns them); the docker CLI stops answering
+        wait_until(lambda: None if subprocess.run(["docker", "version"], capture_output=True).returncode else
+                   "the API service to be gone", timeout=30, what="killing the Podman API service")
 
     out = d.invoke("up").stdout  # no arguments: what was running before
     assert re.search(r"up: .*tenant-a-worker.* healthy in", out), out
     _all_healthy()
     if podman:
         assert _runner_pid() and _runner_pid() != pid
+        assert _api_service_pid() and _api_service_pid() != api
+        assert "starting the Podman API service" in out, out
     results = d.wait_for_results("a", queued, timeout=180)
     assert sorted(r["result"]["value"] for r in results.values()) == [f"queued-{i}" for i in range(5)]
     _assert_intact(data)
     _next_backup_and_restore_succeed(data)
 
 
-def test_engine_ensure_restarts_the_podman_api_service():
-    pytest.skip("not run here: the Podman API service is shared with other test runs on this host; "
-                "ensure() starts it whenever its socket does not answer (provision.start_podman_service)")
+def test_a_volume_job_left_by_a_killed_run_is_removed_by_recover():
+    """A restore killed mid-copy leaves its job container writing into a volume: recover removes it first."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid whose process is gone, as a SIGKILLed ./invoke leaves it
+    jobs = {"orphan": dead.pid, "live": os.getpid()}
+    names = {k: f"{INSTANCE.compose_project}-job-test{k}{os.getpid()}" for k in jobs}
+    for kind, owner in jobs.items():
+        subprocess.run(["docker", "run", "-d", "--name", names[kind],
+                        "--label", f"{containers.JOB_OWNER_LABEL}={owner}",
+                        "--label", f"{containers.JOB_INSTANCE_LABEL}={INSTANCE.name}", "--network", "none",
+                        "--entrypoint", "sleep", compose.image("redis"), "600"], check=True, capture_output=True)
+    try:
+        out = d.invoke("recover").stdout
+        assert f"removed the volume job {names['orphan']} that a killed run (pid {dead.pid}) left" in out, out
+        assert names["live"] not in out  # a live process's job is never touched
+        running = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert names["orphan"] not in running and names["live"] in running
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names.values()], capture_output=True)
 
 
 # ---- private backups ---------------------------------------------------------------------------
