@@ -18,7 +18,7 @@ from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.data import journal
-from ops.deploy import compose, health, preflight, wanted
+from ops.deploy import compose, connlimit, health, preflight, wanted
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl, tenant_files
@@ -127,6 +127,7 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     services += ["redis-commander"] if tools else []
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
+    connlimit.apply(tenants.known_names(), log=lambda m: print(f"up: {m}"))  # Redis 7.0 has no per-user cap
     health.wait(services, float(timeout))
     wanted.add([t.name for t in selected], tools)
     journal.at_task_start("up")  # Redis answers now: undo what an interrupted backup left, if the start could not

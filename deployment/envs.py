@@ -75,6 +75,10 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
     *(Setting(f"{role.upper()}_CPUS", f"CPU limit of the tenant's {role} container, in cores (a cap, not a reserve).",
               cpus, required=False, low=0.01, high=256, decimal=True, fix=f"set it to a number of cores, e.g. {cpus}")
       for role, cpus in (("web", "1.0"), ("worker", "1.5"), ("beat", "0.5"))),
+    Setting("REDIS_MAX_CONNECTIONS", "Most connections the tenant's containers may hold to Redis at once (Redis 7.0 "
+            "has no per-user limit: ./invoke caps it in Redis' network namespace). Keep the sum over tenants below "
+            "Redis' maxclients.", "100", required=False, low=10, high=10000,
+            fix="set it to a whole number of connections, e.g. 100"),
     Setting("PIDS_LIMIT", "Most processes and threads each of the tenant's containers may run (stops a fork bomb).",
             "256", required=False, low=32, high=65536, fix="set it to a whole number of processes, e.g. 256"),
     # Redis 7.0 compares a PSUBSCRIBE pattern literally with the ACL's channel patterns, so every pattern

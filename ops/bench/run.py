@@ -33,7 +33,7 @@ from ops.data import backup as bk
 from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import restore as rs
-from ops.deploy import compose, containers, redis_admin
+from ops.deploy import compose, connlimit, containers, redis_admin
 
 from . import cpu, stack
 
@@ -277,6 +277,7 @@ def _naive_restore(source: Path) -> None:
                               f"&& chown -R {uid}:{uid} appendonlydir dump.rdb")
     finally:  # never leave the instance's Redis stopped, whatever failed
         compose.run("start", naming.REDIS_SERVICE, quiet=True, capture=True)
+    connlimit.apply(tenants.known_names(), log=lambda m: None)  # a new container start: a new network namespace
 
 
 def _saves_settled(client) -> str | None:

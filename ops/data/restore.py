@@ -32,7 +32,7 @@ from ops.data import backup_format as fmt
 from ops.data import journal as jn
 from ops.data import space
 from ops.data.journal import fault_point
-from ops.deploy import compose, containers, health, preflight, redis_admin
+from ops.deploy import compose, connlimit, containers, health, preflight, redis_admin
 
 REDIS_VOLUME = naming.REDIS_DATA_VOLUME
 
@@ -137,6 +137,7 @@ def counts_match(expected: dict, actual: dict) -> str | None:
 def _start_redis_and_count(log) -> dict:
     compose.run("up", "--detach", "redis")
     health.wait(["redis"], 300, log)
+    connlimit.apply(tenants.known_names(), log=lambda m: log(f"restore: {m}"))  # a new container: new namespace
     client = redis_admin.operator(timeout=60)
     return fmt.keyspace(client)
 

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from ops.config.paths import BACKUPS
-from ops.deploy import compose
+from ops.config.tenants import known_names
+from ops.deploy import compose, connlimit
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
@@ -71,6 +72,7 @@ def test_round_trip_restores_every_key_value_ttl_and_tenant_row():
 
         out = d.invoke("restore", path, "--yes").stdout
         assert "key counts match the manifest" in out and "pre-restore-" in out
+        assert connlimit.check(known_names()) == []  # the restarted Redis has its per-tenant caps again
 
         assert _snapshot(c, keys) == expected
         assert c.exists("tenant-b:bk:new") == 0

@@ -12,7 +12,7 @@ import pytest
 
 import redis
 from deployment import acl, lua, naming
-from ops.deploy import redis_admin
+from ops.deploy import connlimit, redis_admin
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
@@ -68,3 +68,40 @@ def test_issue_attacks_are_refused_and_b_is_unharmed():
     assert hashlib.sha1(b"return 'ran'").hexdigest() == loaded
     b_round_trip()
     assert run_id() == before
+
+
+# Opens N plain TCP connections to Redis from inside a tenant container and holds them until stdin closes.
+FLOOD = """
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held, refused = [], 0
+for _ in range(n):
+    try:
+        held.append(socket.create_connection((host, port), timeout=5))
+    except OSError:
+        refused += 1
+print(len(held), refused, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_connection_flood_from_tenant_a_stops_at_its_own_cap_and_b_still_works():
+    """Redis 7.0's maxclients is shared by every user; the per-tenant cap (ops/deploy/connlimit.py) keeps a's
+    flood from using it up: a's new connections are reset once a holds REDIS_MAX_CONNECTIONS, b is unaffected."""
+    tenants = ["a", "b"]
+    assert connlimit.check(tenants) == []
+    cap = connlimit.limit_of("a")
+    before = run_id()
+    flood = subprocess.Popen(["docker", "exec", "-i", d.container(naming.service_name("a", "worker")), "python",
+                              "-c", FLOOD, naming.REDIS_SERVICE, str(naming.REDIS_TLS_PORT), str(cap + 50)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        held, refused = map(int, flood.stdout.readline().split())
+        assert held <= cap and refused >= 50, (held, refused, cap)  # a's own services hold some of the cap too
+        b_round_trip()  # b connects and works while a holds all it may
+    finally:
+        flood.communicate("", timeout=60)
+    assert run_id() == before
+    b_round_trip()
+    after = d.post_echo("a", "after the flood")  # a's own services got their connections back
+    assert d.wait_for_results("a", [after], timeout=120)[after]["result"]["tenant"] == "a"
