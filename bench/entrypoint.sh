@@ -6,12 +6,12 @@ set -eu
 cd /srv/app
 # The same validation as the shipped entrypoint: one `config error: ...` line if the env file is wrong.
 settings=$(python -m tenantstack.env --shell)
-eval "$settings"  # DATA_DIR, QUEUE, CONCURRENCY
+eval "$settings"  # DATA_DIR, QUEUES, CONCURRENCY
 case "${1:-worker}" in
   worker)
     python manage.py migrate --noinput -v 0
     # The shipped worker's command line, with the bench module instead of `tenantstack`.
-    exec celery -A tenantbench.worker worker --queues "$QUEUE" --hostname 'celery@%h' --concurrency "$CONCURRENCY" \
+    exec celery -A tenantbench.worker worker --queues "$QUEUES" --hostname 'celery@%h' --concurrency "$CONCURRENCY" \
       --loglevel INFO
     ;;
   driver)

@@ -22,7 +22,7 @@ import time
 TICK = 1.0
 RELIST = 10.0  # seconds between listings when nothing is starting: how late a container started by hand is seen
 POKE = "/run/tenantstack/healthcheck-runner.poke"  # touched by ./invoke up: list every second for POKED seconds
-POKED = 60.0
+POKED = 10.0
 DEFAULT_INTERVAL = 30.0
 START_INTERVAL = 1.0  # while a container is still "starting", check this often (Docker 25's start_interval)
 
