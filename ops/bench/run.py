@@ -34,6 +34,7 @@ from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import restore as rs
 from ops.deploy import compose, connlimit, containers, redis_admin
+from ops.engine import healthcheck_runner as runner
 
 from . import cpu, stack
 
@@ -77,6 +78,11 @@ def idle(cfg: dict, log) -> dict:
                         if INSTANCE.container(naming.service_name(n, "worker")) in names])
     if not tenant_count:
         raise OpsError("bench idle: no tenant worker is running: the deployment is not up")
+    # At rest means after `up`'s poke: the runner lists containers every second for POKED seconds after it.
+    settle = runner.POKED - (time.time() - runner.poked_at())
+    if settle > 0:
+        log(f"bench: waiting {settle:.0f}s for the healthcheck runner to settle after `up`")
+        time.sleep(settle)
     meter = cpu.Meter(names)
     pids = {what: cpu.pid_from(p) for what, p in HELPERS.items()}
     pids = {what: pid for what, pid in pids.items() if pid}
