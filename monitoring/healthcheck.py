@@ -5,6 +5,7 @@ The images have no curl or wget; python3's standard library is already there for
 import sys
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 
 TIMEOUT = 5
 
@@ -15,7 +16,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         with urllib.request.urlopen(argv[0], timeout=TIMEOUT) as response:  # noqa: S310 - a fixed local URL
-            if response.status == 200:
+            if response.status == HTTPStatus.OK:
                 return 0
             print(f"unhealthy: {argv[0]} answered {response.status}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as exc:

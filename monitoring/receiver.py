@@ -21,7 +21,7 @@ from pathlib import Path
 MAX_BODY = 1 << 20  # Alertmanager's notifications are a few KiB; refuse anything absurd
 MAX_LOG_BYTES = 10 << 20  # then LOG.1: the volume never grows without bound
 _lock = threading.Lock()
-_received = 0
+_counts = {"received": 0}  # notifications logged since start (the receiver's own metric)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,7 +40,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):  # noqa: N802 - http.server's naming
-        global _received
         length = int(self.headers.get("Content-Length") or 0)
         if not 0 < length <= MAX_BODY:
             return self._answer(HTTPStatus.BAD_REQUEST, b"a JSON body of at most 1 MiB is expected\n")
@@ -55,7 +54,7 @@ class Handler(BaseHTTPRequestHandler):
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(line)
-            _received += 1
+            _counts["received"] += 1
         return self._answer(HTTPStatus.OK, b"logged\n")
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -73,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
                 continue  # being replaced right now: the next scrape reads it
         parts.append("# HELP tenantstack_alert_notifications_received_total Webhook notifications logged.\n"
                      "# TYPE tenantstack_alert_notifications_received_total counter\n"
-                     f"tenantstack_alert_notifications_received_total {_received}\n")
+                     f"tenantstack_alert_notifications_received_total {_counts['received']}\n")
         return self._answer(HTTPStatus.OK, "".join(parts).encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 
