@@ -103,6 +103,11 @@ def worker_events_pattern(tenant: str) -> str:
     return f"{key_prefix(tenant)}/{BROKER_DB}.celeryev/worker.*"
 
 
+# The header jobs/published.py adds to every task message: its publish time (seconds since the epoch). The
+# oldest queued message's header tells how long it waited (jobs/metrics.py, ./invoke status).
+PUBLISHED_HEADER = "tenantstack_published"
+
+
 def data_volume(tenant: str) -> str:
     """The Compose volume (short name) holding the tenant's database and beat schedule."""
     return f"{_TENANT}{tenant}-data"

@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deployment import naming
-from jobs.published import PUBLISHED_HEADER
+from deployment.naming import PUBLISHED_HEADER
 
 PORT = naming.TENANT_METRICS_CONTAINER_PORT
 HEARTBEAT_WINDOW = 10.0  # seconds: five of Celery's 2 s worker heartbeats missed means the worker is gone

@@ -1,6 +1,6 @@
 """Every task message carries the time it was published, so the metrics can tell how old the oldest queued one is.
 
-A `before_task_publish` handler adds one header, PUBLISHED_HEADER (seconds since the epoch, float), to every
+A `before_task_publish` handler adds one header, naming.PUBLISHED_HEADER (seconds since the epoch, float), to every
 message this process sends (web, beat, and tasks sent by tasks). kombu LPUSHes a message onto the queue's
 list and workers BRPOP from its right end, so LINDEX <queue> -1 is the oldest waiting message:
 jobs/metrics.py reads that one message's header, nothing else. The cost on the hot path is one time.time()
@@ -11,7 +11,7 @@ import time
 
 from celery.signals import before_task_publish
 
-PUBLISHED_HEADER = "tenantstack_published"
+from deployment.naming import PUBLISHED_HEADER
 
 
 @before_task_publish.connect(weak=False)
