@@ -66,7 +66,10 @@ def _setting(name: str, default: str = "") -> str:
 
 
 class Source:
-    """Where everything is read from: the tenant's Redis keys (as its metrics user) and its data folder."""
+    """Where everything is read from: the tenant's Redis keys (as its metrics user) and its data folder.
+
+    In its container everything has a default (Compose sets TENANT and METRICS_PASSWORD_FILE); the app's
+    REDIS_HOST, REDIS_PORT and TLS_*_FILE variables point it elsewhere (the fast tests do)."""
 
     def __init__(self):
         self.tenant = _setting("TENANT")
@@ -83,10 +86,13 @@ class Source:
         except OSError as exc:
             sys.exit(f"config error: METRICS_PASSWORD_FILE={self._password_file} is unreadable ({exc.strerror}): "
                      "run ./invoke up --monitoring on the host (it writes the file)")
-        return redis.Redis(host=naming.REDIS_SERVICE, port=naming.REDIS_TLS_PORT, db=naming.BROKER_DB,
+        env = os.environ.get
+        return redis.Redis(host=env("REDIS_HOST", naming.REDIS_SERVICE),
+                           port=int(env("REDIS_PORT", str(naming.REDIS_TLS_PORT))), db=naming.BROKER_DB,
                            username=naming.metrics_user(self.tenant), password=password, ssl=True,
-                           ssl_ca_certs="/run/secrets/tls/ca.crt", ssl_certfile="/run/secrets/tls/client.crt",
-                           ssl_keyfile="/run/secrets/tls/client.key", ssl_cert_reqs="required",
+                           ssl_ca_certs=env("TLS_CA_FILE", "/run/secrets/tls/ca.crt"),
+                           ssl_certfile=env("TLS_CERT_FILE", "/run/secrets/tls/client.crt"),
+                           ssl_keyfile=env("TLS_KEY_FILE", "/run/secrets/tls/client.key"), ssl_cert_reqs="required",
                            client_name=naming.metrics_user(self.tenant), socket_connect_timeout=5, **kw)
 
     @property

@@ -59,7 +59,7 @@ def values(thresholds: dict[str, int]) -> dict[str, str]:
 
 
 def render(template: Path, table: dict[str, str]) -> str:
-    """The template with every __NAME__ filled; a name the table lacks is a bug, said in one line."""
+    """The template with every __NAME__ filled; a placeholder the table lacks is a bug, said in one line."""
     text = template.read_text()
     unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - set(table))
     if unknown:
