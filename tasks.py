@@ -442,7 +442,8 @@ def tools_login(c):
             "keys": "Keys in the backup/restore dataset (default 1000000).",
             "rows": "Stale result rows for the flush comparison (default 1000000).",
             "quick": "Tiny sizes: checks that every section works (the test suite runs this).",
-            "only": "Run one section: idle, throughput, latency, memory, flush, backup or monitoring (merged into results.json).",
+            "only": "Run one section: idle, throughput, latency, memory, flush, backup or monitoring "
+                    "(merged into results.json).",
             "readme": "Rewrite the README's performance table from the last results.json; runs nothing."})
 @_fail_cleanly
 def bench(c, n=None, rounds=None, keys=None, rows=None, quick=False, only=None, readme=False):
