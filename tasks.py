@@ -404,7 +404,7 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
             "watch": "Redraw every --interval seconds until Ctrl-C.",
             "interval": "Seconds between redraws with --watch."})
 @_fail_cleanly
-def status(c, json=False, watch=False, interval=5):
+def status(c, json=False, watch=False, interval=5.0):
     """One screen for operators, without Prometheus: per tenant and Redis, backups and certificates.
 
     Per tenant: queue depth, unacked, oldest queued task, workers alive, last task, failures in the last
