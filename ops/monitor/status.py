@@ -23,7 +23,7 @@ from ops.core.run import probe, wait_until
 from ops.deploy import compose, containers, redis_admin
 from ops.monitor import config, textfile
 
-LISTEN = 2.5  # seconds of worker events: more than one heartbeat interval (2 s)
+LISTEN = 4.5  # seconds of worker events: two of Celery's heartbeat intervals (2 s), so a late one still counts
 RED, RESET = "\033[31;1m", "\033[0m"
 
 
