@@ -135,14 +135,15 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
         print(f"up: {line}")
     secrets.check_all(tenants.known_names())
     textfile.write_certificates()  # fresh at every up: certificates may have been reissued
+    if monitoring:  # validates envs/monitoring.env before anything is built or started
+        watched = sorted({t.name for t in selected} | {n for n in remembered["tenants"] if n in tenants.known_names()})
+        changed = profile.prepare(watched)  # the exporters of every tenant this and earlier `up` calls started
     preflight.check_ports(selected, tools=tools, monitoring=monitoring)
     _build(tools=tools, tenants_too=bool(selected), monitoring=monitoring)
     profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
     services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
     services += ["redis-commander"] if tools else []
-    if monitoring:  # the exporters of every tenant this and earlier `up` calls started
-        watched = sorted({t.name for t in selected} | {n for n in remembered["tenants"] if n in tenants.known_names()})
-        changed = profile.prepare(watched)
+    if monitoring:
         before = profile.started_at(profile.RELOADS)
         profiles += [compose.MONITORING_PROFILE]
         services += profile.services(watched)
