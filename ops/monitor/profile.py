@@ -15,8 +15,8 @@ from ops.monitor import config, textfile
 RELOADS = {naming.PROMETHEUS_SERVICE: config.PROMETHEUS_DIR, naming.ALERTMANAGER_SERVICE: config.ALERTMANAGER_DIR}
 
 
-def prepare(tenant_names) -> list[str]:
-    """Render the configuration and ops' textfile metrics; one report line."""
+def prepare(tenant_names) -> list:
+    """Render the configuration (validating envs/monitoring.env) and ops' textfile metrics; the changed files."""
     changed = config.write_all(tenant_names)
     textfile.write_all()
     return changed
