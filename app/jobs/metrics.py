@@ -30,7 +30,6 @@ deleted before a scrape (flush-results' cutoff is days) and tasks that store no 
 PostgreSQL tenant's database is not read (its URL is a secret this exporter does not get).
 """
 import argparse
-import base64
 import datetime as dt
 import json
 import math
@@ -45,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deployment import naming
-from deployment.naming import PUBLISHED_HEADER
+from deployment.messages import ALIVE_EVENTS, GONE_EVENT, event_of, published_at
 
 PORT = naming.TENANT_METRICS_CONTAINER_PORT
 HEARTBEAT_WINDOW = 10.0  # seconds: five of Celery's 2 s worker heartbeats missed means the worker is gone
@@ -104,31 +103,6 @@ class Source:
         return sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2)
 
 
-# ---- the message at the queue's oldest end ------------------------------------------------------------------
-def published_at(raw: bytes | None) -> float | None:
-    """The publish time a kombu message (JSON envelope) carries in its headers, or None."""
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw).get("headers", {}).get(PUBLISHED_HEADER)
-        return float(value) if value is not None else None
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def event_of(raw: bytes) -> dict | None:
-    """A Celery event published through kombu's Redis fanout: the envelope's (base64) body, decoded."""
-    try:
-        envelope = json.loads(raw)
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        event = json.loads(body)
-        return event if isinstance(event, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 # ---- workers alive, from their heartbeats ------------------------------------------------------------------
 class Heartbeats:
     """Keeps the last worker-heartbeat of each worker node, from one PSUBSCRIBE on a thread of its own."""
@@ -143,9 +117,9 @@ class Heartbeats:
         host = str(event.get("hostname") or "")
         kind = event.get("type")
         with self.lock:
-            if kind == "worker-offline":
+            if kind == GONE_EVENT:
                 self.seen.pop(host, None)
-            elif kind in ("worker-heartbeat", "worker-online") and host:
+            elif kind in ALIVE_EVENTS and host:
                 self.seen[host] = now
 
     def alive(self, now: float) -> int:

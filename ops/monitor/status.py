@@ -17,6 +17,7 @@ import time
 import redis
 from deployment import envs, naming
 from deployment.instance import UIDS
+from deployment.messages import ALIVE_EVENTS, event_of, published_at
 from ops.config import tenants
 from ops.config.paths import INSTANCE
 from ops.core.run import probe, wait_until
@@ -61,8 +62,8 @@ def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[s
         message = pubsub.get_message(timeout=0.2)
         if message and message.get("type") == "pmessage":
             tenant = patterns.get(message["pattern"].decode())
-            event = _event(message["data"])
-            if tenant and event and event.get("type") in ("worker-heartbeat", "worker-online"):
+            event = event_of(message["data"])
+            if tenant and event and event.get("type") in ALIVE_EVENTS:
                 seen[tenant].add(str(event.get("hostname")))
         return None if time.monotonic() >= end else "worker heartbeats"
 
@@ -71,30 +72,6 @@ def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[s
     finally:
         pubsub.close()
     return seen
-
-
-def _event(raw: bytes) -> dict | None:
-    import base64
-
-    try:
-        envelope = json.loads(raw)
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        event = json.loads(body)
-        return event if isinstance(event, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _published(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw).get("headers", {}).get(naming.PUBLISHED_HEADER)
-        return float(value) if value is not None else None
-    except (ValueError, TypeError, AttributeError):
-        return None
 
 
 def database_summary(name: str) -> dict:
@@ -145,7 +122,7 @@ def _redis_part(client: redis.Redis, names: list[str], limits: dict[str, int], n
         pipe = client.pipeline(transaction=False)
         pipe.llen(naming.queue_key(name)).hlen(naming.unacked_key(name)).lindex(naming.queue_key(name), -1)
         depth, unacked, oldest = pipe.execute()
-        published = _published(oldest)
+        published = published_at(oldest)
         age = round(now - published, 1) if published else (0 if depth == 0 else None)
         doc["tenants"][name] = {"queue_depth": depth, "unacked": unacked, "workers": len(workers[name]),
                                 "oldest_queued_age_seconds": age}
