@@ -22,7 +22,8 @@ is on a task's hot path: it reads what the stack writes anyway.
   tenantstack_task_runtime_seconds          histogram of date_done - date_created of the tasks counted above
                                             (with track_started the row is created when the task starts)
   tenantstack_beat_heartbeat_age_seconds    age of DATA_DIR/beat.heartbeat (touched by beat on every tick)
-  tenantstack_result_rows                   rows in the result table (counted at most once a minute)
+  tenantstack_result_rows                   rows in the result table (counted when tasks finished, else once a
+                                            minute: a full scan on SQLite)
   tenantstack_database_bytes                size of the SQLite database and its WAL
   tenantstack_metrics_redis_up / _database_up  whether this exporter could read Redis / the database
 What it can miss: a task that fails and is retried between two scrapes counts once, in its last state; rows
@@ -166,10 +167,12 @@ class Results:
     def advance(self, conn: sqlite3.Connection, now: float) -> None:
         query = (f"SELECT task_id, status, date_created, date_done FROM {RESULT_TABLE} "  # noqa: S608 - constants
                  "WHERE date_done >= ? AND status IN ('SUCCESS', 'FAILURE', 'RETRY') ORDER BY date_done")
+        seen = False
         for task_id, status, created, done in conn.execute(query, (self.watermark,)):
             key = (task_id, status, done)
             if done == self.watermark and key in self.at_watermark:
                 continue
+            seen = True
             if done != self.watermark:
                 self.watermark, self.at_watermark = done, set()
             self.at_watermark.add(key)
@@ -181,7 +184,7 @@ class Results:
                 for i, bound in enumerate(RUNTIME_BUCKETS):
                     if seconds <= bound:
                         self.buckets[i] += 1
-        if now - self.rows_at >= ROWS_EVERY:
+        if now - self.rows_at >= ROWS_EVERY or seen:  # new results: count again, else once a minute
             self.rows = conn.execute(f"SELECT COUNT(*) FROM {RESULT_TABLE}").fetchone()[0]  # noqa: S608
             self.rows_at = now
 

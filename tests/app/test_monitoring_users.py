@@ -96,7 +96,8 @@ def test_the_exporter_user_cannot_read_a_key_run_config_or_write(local_redis):
                         ("CONFIG", "GET", "maxmemory"), (config, "GET", "requirepass"), ("KEYS", "*"),
                         ("EVAL", "return 1", "0"), ("CLIENT", "LIST"), ("MONITOR",), ("ACL", "LIST"),
                         ("PSUBSCRIBE", "*"), ("DEL", "tenant-a:exporter-test"), ("BGSAVE",)):
-            with pytest.raises(redis.exceptions.NoPermissionError):
+            # NOPERM; CONFIG and KEYS are also unknown under their own names (renamed): refused either way.
+            with pytest.raises(redis.exceptions.ResponseError, match="NOPERM|unknown command"):
                 exporter.execute_command(*command)
     finally:
         local_redis.client().delete("tenant-a:exporter-test")
