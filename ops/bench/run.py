@@ -400,11 +400,19 @@ def monitoring(cfg: dict, log) -> dict:
             compose.run("rm", "--stop", "--force", *services, profiles=profiles, quiet=True, capture=True)
     without = statistics.mean(r["without"]["cores_total"] for r in rounds)
     with_ = statistics.mean(r["with"]["cores_total"] for r in rounds)
+    # The profile's own containers, measured directly (the totals also move with the helpers' share, which
+    # grows with the instance's container count, and with whatever else the host runs meanwhile).
+    own_names = {INSTANCE.container(s) for s in services}
+    own = statistics.mean(sum(c for n, c in r["with"]["cores_by_container"].items() if n in own_names) for r in rounds)
+    helpers = statistics.mean(sum(r["with"]["cores_host_helpers_whole_host"].values())
+                              - sum(r["without"]["cores_host_helpers_whole_host"].values()) for r in rounds)
     header_us = _header_cost_us()
-    log(f"bench: monitoring at rest: {with_ - without:.3f} cores ({with_ / without:.2f}x); publish-time header "
+    log(f"bench: monitoring at rest: {with_ - without:.3f} cores with the helpers' share ({with_ / without:.2f}x); "
+        f"its own containers {own:.4f} cores; host helpers {helpers:+.3f} cores; publish-time header "
         f"{header_us:.2f} us per published task")
     return {"rounds": rounds, "tenants": len(names), "cores_without": without, "cores_with": with_,
             "cores_monitoring": with_ - without, "idle_with_over_without": with_ / without,
+            "cores_monitoring_containers": own, "cores_host_helpers_delta": helpers,
             "header_us_per_publish": header_us}
 
 
