@@ -61,21 +61,29 @@ def test_redis_exporter_gets_every_metric_it_asks_for_and_nothing_else(local_red
     password_file.write_text(json.dumps({f"rediss://127.0.0.1:{local_redis.port}": password}))
     port = free_port()
     local_redis.client().acl_log_reset()
-    proc = subprocess.Popen(_exporter_argv(local_redis, port, password_file), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "exporter.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_exporter_argv(local_redis, port, password_file), stdout=out, stderr=subprocess.STDOUT)
+    last = {}
     try:
         def scraped():
             try:
-                text = _get(f"http://127.0.0.1:{port}/metrics")
-            except OSError:
+                last["text"] = _get(f"http://127.0.0.1:{port}/metrics")
+            except OSError as exc:
+                last["text"] = str(exc)
                 return None
-            return text if _value(text, "redis_up") == 1 else None
+            return last["text"] if _value(last["text"], "redis_up") == 1 else None
 
-        text = wait_for(scraped, 30, "redis_exporter to scrape the test server")
+        try:
+            text = wait_for(scraped, 60, "redis_exporter to scrape the test server")
+        except AssertionError as exc:
+            scrape_errors = [line for line in last.get("text", "").splitlines() if "error" in line][:5]
+            raise AssertionError(f"{exc}: {log.read_text()[-2000:]} {scrape_errors}") from None
         _get(f"http://127.0.0.1:{port}/metrics")  # a second scrape: every per-scrape command twice
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=10)[0]
+        proc.wait(timeout=10)
+    output = log.read_text()
     maxmemory = local_redis.client().info("memory")["maxmemory"]
     assert _value(text, "redis_memory_max_bytes") == maxmemory > 0  # from INFO: no CONFIG needed
     for series in ("redis_memory_used_bytes", "redis_connected_clients", "redis_aof_last_write_status",
