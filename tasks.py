@@ -69,22 +69,29 @@ def engine_task(c):
 @_fail_cleanly
 def init(c, rotate=False):
     """Generate missing secrets (env files, private CA, certificates, Redis ACL file); keep what exists."""
+    from ops.monitor import textfile
+
     for line in secrets.init(rotate=rotate):
         print(f"init: {line}")
+    textfile.write_certificates()
 
 
-@task(help={"tools": "Also build the redis-commander image."})
+@task(help={"tools": "Also build the redis-commander image.",
+            "monitoring": "Also build the monitoring image (Prometheus, Alertmanager, redis_exporter)."})
 @_fail_cleanly
-def build(c, tools=False):
-    """Build the images (redis, app, and redis-commander with --tools) from debian:bookworm-slim."""
-    _build(tools=tools, tenants_too=True)
+def build(c, tools=False, monitoring=False):
+    """Build the images (redis, app; redis-commander with --tools, monitoring with --monitoring) from Debian."""
+    _build(tools=tools, tenants_too=True, monitoring=monitoring)
 
 
-def _build(tools: bool, tenants_too: bool) -> None:
+def _build(tools: bool, tenants_too: bool, monitoring: bool = False) -> None:
     engine.ensure()
     baseimage.ensure()
-    services = ["redis"] + (["app"] if tenants_too else []) + (["redis-commander"] if tools else [])
-    profiles = ["build"] + ([compose.TOOLS_PROFILE] if tools else [])
+    # The tenants' metrics exporters run the app image: monitoring needs it too.
+    services = ["redis"] + (["app"] if tenants_too or monitoring else []) + (["redis-commander"] if tools else [])
+    services += [naming.PROMETHEUS_SERVICE] if monitoring else []  # the build definition of the monitoring image
+    profiles = ["build"] + ([compose.TOOLS_PROFILE] if tools else []) + \
+        ([compose.MONITORING_PROFILE] if monitoring else [])
     compose.run("build", *services, profiles=profiles)
 
 
@@ -93,25 +100,32 @@ def _build(tools: bool, tenants_too: bool) -> None:
               "`up` started before (after a reboot too).",
     "all": "Start every known tenant.",
     "tools": "Also start the tools profile (redis-commander on 127.0.0.1, the instance's tools port).",
+    "monitoring": "Also start the monitoring profile: Prometheus and Alertmanager on 127.0.0.1 (the instance's "
+                  "ports), redis_exporter, the alert receiver and a metrics exporter per started tenant. Once "
+                  "started it stays on for later `up` calls until `down --monitoring`.",
     "timeout": "Seconds to wait for every service to turn healthy.",
 })
 @_fail_cleanly
-def up(c, tenant=None, all=False, tools=False, timeout=300):
+def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     """Start Redis and the given tenants' web, worker and beat; wait until all are healthy.
 
     On a fresh clone it first generates whatever is missing (env files, certificates, the auth file).
     With no tenant named, it starts what earlier `up` calls started (and `down` did not stop): after a
     reboot on Podman without systemd, this brings back the engine's API service, the healthcheck runner
-    and every service.
+    and every service. With --monitoring (or once monitoring was started) it renders the monitoring
+    configuration from envs/monitoring.env and starts the profile.
     """
+    from ops.monitor import profile, textfile
+
     _need_root("up")
     t0 = time.monotonic()
     if secrets.missing():  # before loading any tenant: a fresh clone has no env files yet
         init(c)
+    remembered = wanted.load()
     if not tenant and not all:
-        remembered = wanted.load()
         tenant = [n for n in remembered["tenants"] if n in tenants.known_names()]
         tools = tools or remembered["tools"]
+    monitoring = monitoring or remembered["monitoring"]
     selected = _selected(tenant, all)
     engine.ensure()
     for line in acl.apply(tenants.known_names()):  # the env files are the source; re-derive Redis' rules
@@ -120,37 +134,57 @@ def up(c, tenant=None, all=False, tools=False, timeout=300):
     for line in tenant_files.write_all(tenants.known_names()):
         print(f"up: {line}")
     secrets.check_all(tenants.known_names())
-    preflight.check_ports(selected, tools=tools)
-    _build(tools=tools, tenants_too=bool(selected))
+    textfile.write_certificates()  # fresh at every up: certificates may have been reissued
+    if monitoring:  # validates envs/monitoring.env before anything is built or started
+        watched = sorted({t.name for t in selected} | {n for n in remembered["tenants"] if n in tenants.known_names()})
+        changed = profile.prepare(watched)  # the exporters of every tenant this and earlier `up` calls started
+    preflight.check_ports(selected, tools=tools, monitoring=monitoring)
+    _build(tools=tools, tenants_too=bool(selected), monitoring=monitoring)
     profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
     services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
     services += ["redis-commander"] if tools else []
+    if monitoring:
+        before = profile.started_at(profile.RELOADS)
+        profiles += [compose.MONITORING_PROFILE]
+        services += profile.services(watched)
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     connlimit.apply(tenants.known_names(), log=lambda m: print(f"up: {m}"))  # Redis 7.0 has no per-user cap
+    if monitoring:
+        profile.reload_changed(before, changed, log=lambda m: print(f"up: {m}"))
     health.wait(services, float(timeout))
-    wanted.add([t.name for t in selected], tools)
+    wanted.add([t.name for t in selected], tools, monitoring)
     journal.at_task_start("up")  # Redis answers now: undo what an interrupted backup left, if the start could not
     print(f"up: {', '.join(services)} healthy in {time.monotonic() - t0:.1f}s")
     for t in selected:
         print(f"up: tenant {t.name}: http://127.0.0.1:{t.web_port}/healthz")
+    if monitoring:
+        print(f"up: Prometheus: http://127.0.0.1:{INSTANCE.prometheus_port}/graph, "
+              f"Alertmanager: http://127.0.0.1:{INSTANCE.alertmanager_port}/api/v2/alerts")
 
 
 @task(iterable=["tenant"], help={
-    "tenant": "Stop only this tenant's services (repeatable). Without it, stop everything.",
+    "tenant": "Stop only this tenant's services (repeatable), its metrics exporter too. Without it, stop everything.",
+    "monitoring": "Stop only the monitoring profile (its data volumes are kept).",
     "volumes": "Also delete the named volumes (ALL DATA). Needs --yes.",
     "yes": "Confirm --volumes.",
 })
 @_fail_cleanly
-def down(c, tenant=None, volumes=False, yes=False):
+def down(c, tenant=None, monitoring=False, volumes=False, yes=False):
     """Stop and remove containers; data volumes are kept unless --volumes --yes."""
     if volumes and not yes:
         raise OpsError("--volumes deletes Redis data and every tenant database: add --yes to confirm")
-    if tenant:
+    if tenant or monitoring:
         selected = _selected(tenant)
         services = [t.service(r) for t in selected for r in compose.ROLES]
-        compose.run("rm", "--stop", "--force", *services, profiles=[t.profile for t in selected])
+        services += [naming.metrics_service(t.name) for t in selected]
+        if monitoring:
+            services += [*naming.MONITORING_SERVICES, *map(naming.metrics_service, tenants.known_names())]
+        compose.run("rm", "--stop", "--force", *dict.fromkeys(services),
+                    profiles=[t.profile for t in selected] + [compose.MONITORING_PROFILE])
         wanted.remove([t.name for t in selected])
+        if monitoring:
+            wanted.forget_monitoring()
         return
     compose.run("down", *(["--volumes"] if volumes else []), profiles=compose.all_profiles())
     wanted.clear()
@@ -192,8 +226,11 @@ def tenant_add(c, name, port=0):
     from ops.secrets import tenant_add as tenant_admin
 
     _need_root("tenant-add")
+    from ops.monitor import textfile
+
     for line in tenant_admin.add(name, int(port or 0)):
         print(f"tenant-add: {line}")
+    textfile.write_certificates()  # its two new certificates (its own, its metrics exporter's)
 
 
 @task(help={"k": "Only tests matching this pytest -k expression.",
@@ -292,8 +329,10 @@ def bgsave(c, timeout=600):
 def backup(c, keep=7):
     """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified."""
     from ops.data import backup as bk
+    from ops.monitor import textfile
 
     bk.create(keep=int(keep))
+    textfile.write_backup()  # what the BackupMissing alert reads (it never sees the root-only backups folder)
 
 
 @task(help={"backup": "Folder name under backups/ (or a path) of the backup to restore.",
@@ -365,6 +404,32 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
               f"stale keys under {t.name}'s prefix in {report['seconds']:.2f}s")
 
 
+@task(help={"json": "Print one JSON object (for scripts) instead of the table.",
+            "watch": "Redraw every --interval seconds until Ctrl-C.",
+            "interval": "Seconds between redraws with --watch."})
+@_fail_cleanly
+def status(c, json=False, watch=False, interval=5.0):
+    """One screen for operators, without Prometheus: per tenant and Redis, backups and certificates.
+
+    Per tenant: queue depth, unacked, oldest queued task, workers alive, last task, failures in the last
+    hour. Redis: memory vs maxmemory, clients, persistence, last save, uptime. The last verified backup and
+    its age; every certificate's expiry. What an alert would fire on (envs/monitoring.env's thresholds) is
+    red, and the exit code is 1 then (0 when all is well).
+    """
+    from ops.monitor import status as screen
+
+    _need_root("status")  # envs/redis.env, the backups and the engine are root's
+    try:
+        interval = float(interval)
+    except ValueError:
+        raise OpsError(f"--interval {interval!r} is not a number of seconds") from None
+    if interval <= 0:
+        raise OpsError(f"--interval must be more than 0 seconds (got {interval:g})")
+    code = screen.show(as_json=json, watch=watch, interval=interval)
+    if code:
+        raise Exit(code=code)
+
+
 @task
 @_fail_cleanly
 def tools_login(c):
@@ -381,7 +446,8 @@ def tools_login(c):
             "keys": "Keys in the backup/restore dataset (default 1000000).",
             "rows": "Stale result rows for the flush comparison (default 1000000).",
             "quick": "Tiny sizes: checks that every section works (the test suite runs this).",
-            "only": "Run one section: idle, throughput, latency, memory, flush or backup (merged into results.json).",
+            "only": "Run one section: idle, throughput, latency, memory, flush, backup or monitoring "
+                    "(merged into results.json).",
             "readme": "Rewrite the README's performance table from the last results.json; runs nothing."})
 @_fail_cleanly
 def bench(c, n=None, rounds=None, keys=None, rows=None, quick=False, only=None, readme=False):

@@ -1,19 +1,24 @@
 #!/bin/sh
-# Start one role of a tenant: web | worker | beat | manage [manage.py arguments...].
-# Every role first applies migrations under an exclusive lock on the shared data volume, so the
+# Start one role of a tenant: web | worker | beat | manage [manage.py arguments...], or metrics.
+# `metrics` (the monitoring profile's tenant-<name>-metrics) gets none of the tenant's secrets and a read-only
+# volume: it starts at once, without the tenant's configuration and without migrating. Every other role first
+# applies migrations under an exclusive lock on the shared data volume, so the
 # web, worker and beat of a tenant never migrate at the same time (with PostgreSQL too).
 set -eu
 
-usage="usage: entrypoint.sh web|worker|beat|manage [manage.py arguments...]"
+usage="usage: entrypoint.sh web|worker|beat|manage [manage.py arguments...], or metrics"
 [ $# -ge 1 ] || { echo "entrypoint: no role given: $usage" >&2; exit 64; }
 role=$1
 shift
 case "$role" in
-  web|worker|beat|manage) ;;
+  web|worker|beat|manage|metrics) ;;
   *) echo "entrypoint: unknown role '$role': $usage" >&2; exit 64 ;;
 esac
 
 cd "$(dirname "$0")"
+if [ "$role" = metrics ]; then
+  exec python -m jobs.metrics
+fi
 # Validates the whole environment first: one `config error: ...` line and exit 78 if it is wrong.
 settings=$(python -m tenantstack.env --shell)
 eval "$settings"  # DATA_DIR, QUEUES (the tenant's queue, then its Broadcast() queues), CONCURRENCY

@@ -4,6 +4,8 @@ Nothing else builds an ACL rule. ops/secrets/acl.py's `apply()` is the one write
 wherever they must be (the auth file read at every Redis start, and the live Redis), so two writers
 can never undo each other. Each rule starts with `reset`, so a rule is always the whole truth.
 """
+import hashlib
+import hmac
 from collections.abc import Mapping
 
 from . import envs, lua, naming
@@ -45,6 +47,18 @@ COMMANDER_USER = "commander"
 # redis-commander: read-only, may list keys with SCAN (KEYS is renamed) and see INFO.
 COMMANDER_COMMANDS = ("-@all +@read -@dangerous +info +scan +ping +hello +auth +select +client|setname "
                       "+command +module|list")
+EXPORTER_USER = "exporter"
+# redis_exporter 1.45 (Debian's prometheus-redis-exporter), as compose/monitoring.yaml runs it: recorded with
+# ACL LOG against a user allowed nothing, one scrape at a time, until the log stayed empty. It sends AUTH,
+# CLIENT SETNAME, INFO ALL, SLOWLOG LEN, SLOWLOG GET and LATENCY LATEST per scrape. CONFIG GET is not granted:
+# the exporter runs with --config-command=- (it skips CONFIG and reads maxmemory from INFO). No key, no
+# channel, no Lua: --check-keys / key groups are not enabled. SLOWLOG GET shows the first arguments of slow
+# commands (any tenant's key names): an operator-only view, as is this user.
+EXPORTER_COMMANDS = "-@all +auth +client|setname +info +slowlog|len +slowlog|get +latency|latest"
+# Each tenant's metrics exporter (app/jobs/metrics.py): read-only on exactly the tenant's queue and unacked
+# hash (%R~: read-only key permission, Redis 7.0), and PSUBSCRIBE on exactly its workers' event pattern.
+# redis-py sends AUTH and CLIENT SETNAME on connect, PING as the pub/sub health check, PUNSUBSCRIBE on close.
+METRICS_COMMANDS = "-@all +auth +client|setname +ping +llen +lindex +hlen +psubscribe +punsubscribe"
 # Commands renamed to generated names kept in envs/redis.env (ACL rules still use the original names),
 # and commands disabled outright.
 RENAMED = {"CONFIG": "REDIS_CONFIG_COMMAND", "KEYS": "REDIS_KEYS_COMMAND", "SHUTDOWN": "REDIS_SHUTDOWN_COMMAND"}
@@ -68,6 +82,22 @@ def tenant_rule(tenant: str, settings: Mapping[str, str], scripts=None) -> list[
             *[f"&{p}" for p in patterns], "-@all", *[f"+{c}" for c in TENANT_COMMANDS.split()], *evalsha]
 
 
+def monitoring_password(redis_env: Mapping[str, str], user: str) -> str:
+    """A monitoring user's password: HMAC-SHA256 of its name under REDIS_MONITORING_SECRET (envs/redis.env).
+
+    Derived, so adding a tenant needs no new secret; rotating the one secret (`init --rotate`) rotates all."""
+    key = redis_env["REDIS_MONITORING_SECRET"].encode()
+    return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()
+
+
+def metrics_rule(tenant: str, redis_env: Mapping[str, str]) -> list[str]:
+    """The whole rule of a tenant's metrics user: reads two keys, listens to its workers' events, nothing else."""
+    user = naming.metrics_user(tenant)
+    return ["reset", "on", f">{monitoring_password(redis_env, user)}",
+            f"%R~{naming.queue_key(tenant)}", f"%R~{naming.unacked_key(tenant)}",
+            "resetchannels", f"&{naming.worker_events_pattern(tenant)}", *METRICS_COMMANDS.split()]
+
+
 def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]]) -> dict[str, list[str]]:
     """user -> its whole rule, as ACL SETUSER and the auth file's `user` line both take it.
 
@@ -78,9 +108,12 @@ def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str
                       *HEALTH_COMMANDS.split()],
         COMMANDER_USER: ["reset", "on", f">{redis_env['REDIS_COMMANDER_PASSWORD']}", "~*", "resetchannels",
                          *COMMANDER_COMMANDS.split()],
+        EXPORTER_USER: ["reset", "on", f">{monitoring_password(redis_env, EXPORTER_USER)}", "resetkeys",
+                        "resetchannels", *EXPORTER_COMMANDS.split()],
     }
     for tenant, settings in sorted(tenant_settings.items()):
         out[naming.redis_user(tenant)] = tenant_rule(tenant, settings, scripts)
+        out[naming.metrics_user(tenant)] = metrics_rule(tenant, redis_env)
     return out
 
 

@@ -109,6 +109,11 @@ REDIS_SETTINGS: tuple[Setting, ...] = (
     Setting("COMMANDER_HTTP_USER", "Login of the redis-commander web UI (`./invoke tools-login` shows it).",
             PLACEHOLDER, secret=True),
     Setting("COMMANDER_HTTP_PASSWORD", "Password of the redis-commander web UI.", PLACEHOLDER, secret=True),
+    # One secret for the monitoring profile's Redis users: `exporter` (redis-exporter) and each tenant's
+    # `tenant-<name>-metrics` get a password derived from it (deployment/acl.py monitoring_password), so
+    # adding a tenant needs no new row and no tenant ever holds a monitoring password.
+    Setting("REDIS_MONITORING_SECRET", "Key from which the monitoring users' Redis passwords are derived.",
+            PLACEHOLDER, secret=True),
     # The one memory budget of Redis (deployment/acl.py renders `maxmemory` from it into the auth file).
     # 1024 MB leaves a 24 GiB / 2-core host plenty for two tenants' stacks; Redis' container needs more
     # than this (fork copy-on-write for BGSAVE/AOF rewrite, Lua, client buffers): see README, Redis.
@@ -116,6 +121,48 @@ REDIS_SETTINGS: tuple[Setting, ...] = (
             "1024", required=False, low=64, high=1024 * 1024, fix="set it to a number of megabytes, e.g. 1024"),
 )
 REDIS = {s.name: s for s in REDIS_SETTINGS}
+
+# envs/monitoring.env: the one file an operator edits to tune monitoring. Prometheus' alert rules
+# (monitoring/prometheus/rules/alerts.yml), its intervals and retention, Alertmanager's grouping and
+# `./invoke status`'s red marks are all rendered from these rows (ops/monitor/config.py), so a threshold
+# is written once. No secrets. Durations are whole seconds.
+_S = "set it to a whole number of seconds"
+MONITORING_SETTINGS: tuple[Setting, ...] = (
+    Setting("ALERT_REDIS_MEMORY_PERCENT", "Alert when Redis' used memory exceeds this % of maxmemory (writes fail at "
+            "100 %).", "80", low=1, high=100, fix="set it to a percentage, e.g. 80"),
+    Setting("ALERT_REDIS_CLIENTS", "Alert when Redis has more connected clients than this (maxclients is shared).",
+            "1000", low=1, high=1_000_000, fix="set it to a number of connections, e.g. 1000"),
+    Setting("ALERT_QUEUE_DEPTH", "Alert when a tenant's queue holds more messages than this.", "500", low=1,
+            high=100_000_000, fix="set it to a number of messages, e.g. 500"),
+    Setting("ALERT_OLDEST_TASK_SECONDS", "Alert when a tenant's oldest queued task waited longer than this.", "600",
+            low=1, high=30 * 86400, fix=f"{_S}, e.g. 600"),
+    Setting("ALERT_FAILURE_PERCENT", "Alert when more than this % of a tenant's finished tasks failed over 15 min.",
+            "10", low=1, high=100, fix="set it to a percentage, e.g. 10"),
+    Setting("ALERT_FAILURE_MIN_TASKS", "... but only when at least this many tasks finished in those 15 min.", "20",
+            low=1, high=1_000_000, fix="set it to a number of tasks, e.g. 20"),
+    Setting("ALERT_BEAT_STALE_SECONDS", "Alert when a tenant's beat has not ticked for this long.", "120", low=10,
+            high=86400, fix=f"{_S}, e.g. 120"),
+    Setting("ALERT_BACKUP_MAX_AGE_HOURS", "Alert when the last verified backup is older than this.", "24", low=1,
+            high=24 * 365, fix="set it to a whole number of hours, e.g. 24"),
+    Setting("ALERT_CERT_DAYS", "Alert when a certificate of the deployment expires within this many days.", "30",
+            low=1, high=3650, fix="set it to a whole number of days, e.g. 30"),
+    Setting("ALERT_FOR_SECONDS", "How long a condition must hold before its alert fires (Redis down: a fifth).",
+            "300", low=0, high=86400, fix=f"{_S}, e.g. 300"),
+    Setting("PROMETHEUS_SCRAPE_SECONDS", "How often Prometheus scrapes every target.", "15", low=1, high=3600,
+            fix=f"{_S}, e.g. 15"),
+    Setting("PROMETHEUS_EVALUATION_SECONDS", "How often Prometheus evaluates the alert rules.", "15", low=1,
+            high=3600, fix=f"{_S}, e.g. 15"),
+    Setting("PROMETHEUS_RETENTION_DAYS", "Days of metrics Prometheus keeps on its volume.", "15", low=1, high=3650,
+            fix="set it to a whole number of days, e.g. 15"),
+    Setting("ALERTMANAGER_GROUP_WAIT_SECONDS", "Alertmanager waits this long to batch a new group's alerts.", "30",
+            low=0, high=3600, fix=f"{_S}, e.g. 30"),
+    Setting("ALERTMANAGER_REPEAT_HOURS", "A still-firing alert is sent again after this many hours.", "4", low=1,
+            high=24 * 30, fix="set it to a whole number of hours, e.g. 4"),
+)
+MONITORING = {s.name: s for s in MONITORING_SETTINGS}
+MONITORING_HEADER = ("Monitoring: alert thresholds and Prometheus' intervals, the one file to edit. `./invoke up "
+                     "--monitoring`\nrenders the alert rules, prometheus.yml and alertmanager.yml from it; "
+                     "`./invoke status` marks red\nwhat would alert. Rows: deployment/envs.py. No secrets.")
 
 TENANT_HEADER = ("Tenant {name}: the source of its web, worker and beat settings. `./invoke up` derives from it the\n"
                  "containers' env file (no secrets) and one read-only file per secret (secrets/tenants/{name}/).\n"
@@ -152,6 +199,14 @@ def render_tenant_example(name: str, example_port: int) -> str:
 
 def render_redis_example() -> str:
     return render(REDIS_SETTINGS, redis_values(), REDIS_HEADER)
+
+
+def monitoring_values() -> dict[str, str]:
+    return {s.name: s.default for s in MONITORING_SETTINGS}
+
+
+def render_monitoring_example() -> str:
+    return render(MONITORING_SETTINGS, monitoring_values(), MONITORING_HEADER)
 
 
 def integer(setting: Setting, raw: str) -> tuple[int | None, str | None]:

@@ -27,11 +27,11 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 NAME_RULE = "a lowercase letter, then up to 30 lowercase letters, digits or dashes"
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 IMAGE_REPO = "tenantstack"
-COMPONENTS = ("redis", "app", "redis-commander")  # the images an instance builds
+COMPONENTS = ("redis", "app", "redis-commander", "monitoring")  # the images an instance builds
 # Built only by `./invoke bench`, FROM the instance's app image; never deployed, removed after each bench run.
 BENCH_COMPONENT = "bench"
 # UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
-UIDS = {"redis": 999, "app": 10001, "commander": 10002}
+UIDS = {"redis": 999, "app": 10001, "commander": 10002, "monitoring": 10003}
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,31 @@ class Instance:
         return self.secrets / "tenants" / tenant
 
     @property
+    def monitoring_secrets(self) -> Path:
+        """The monitoring profile's password files (redis-exporter's, each tenant metrics exporter's)."""
+        return self.secrets / "monitoring"
+
+    @property
+    def monitoring_env(self) -> Path:
+        """The one file an operator edits for monitoring: alert thresholds, `for:` durations, intervals."""
+        return self.envs / "monitoring.env"
+
+    @property
+    def generated(self) -> Path:
+        """Files derived on every run and mounted into containers (no secrets): the monitoring configuration."""
+        return self.home / "generated"
+
+    @property
+    def monitoring_config(self) -> Path:
+        """Rendered prometheus.yml, rules, alertmanager.yml (ops/monitor/config.py; never edited by hand)."""
+        return self.generated / "monitoring"
+
+    @property
+    def textfile_metrics(self) -> Path:
+        """Metrics ops writes as files (last verified backup, certificate expiry), served by the alert receiver."""
+        return self.generated / "textfile"
+
+    @property
     def backups(self) -> Path:
         return self.home / "backups"
 
@@ -142,6 +167,14 @@ class Instance:
         return ports.TOOLS_BASE + self.port_offset
 
     @property
+    def prometheus_port(self) -> int:
+        return ports.PROMETHEUS_BASE + self.port_offset
+
+    @property
+    def alertmanager_port(self) -> int:
+        return ports.ALERTMANAGER_BASE + self.port_offset
+
+    @property
     def first_web_port(self) -> int:
         return ports.FIRST_WEB_BASE + self.port_offset
 
@@ -159,12 +192,22 @@ class Instance:
             "TS_REDIS_IMAGE": self.image("redis"),
             "TS_APP_IMAGE": self.image("app"),
             "TS_COMMANDER_IMAGE": self.image(naming.TOOLS_SERVICE),
+            "TS_MONITORING_IMAGE": self.image(naming.MONITORING_PROFILE),
             "TS_SECRETS": str(self.secrets),
             "TS_REDIS_PORT": str(self.redis_port),
             "TS_TOOLS_PORT": str(self.tools_port),
             "TS_REDIS_UID": str(UIDS["redis"]),
             "TS_APP_UID": str(UIDS["app"]),
             "TS_COMMANDER_UID": str(UIDS["commander"]),
+            "TS_MONITORING_UID": str(UIDS["monitoring"]),
+            "TS_MONITORING_CONFIG": str(self.monitoring_config),
+            "TS_TEXTFILE_METRICS": str(self.textfile_metrics),
+            "TS_PROMETHEUS_PORT": str(self.prometheus_port),
+            "TS_ALERTMANAGER_PORT": str(self.alertmanager_port),
+            "TS_PROMETHEUS_CONTAINER_PORT": str(naming.PROMETHEUS_CONTAINER_PORT),
+            "TS_ALERTMANAGER_CONTAINER_PORT": str(naming.ALERTMANAGER_CONTAINER_PORT),
+            "TS_EXPORTER_CONTAINER_PORT": str(naming.EXPORTER_CONTAINER_PORT),
+            "TS_RECEIVER_CONTAINER_PORT": str(naming.RECEIVER_CONTAINER_PORT),
             "TS_REDIS_CONTAINER_PORT": str(naming.REDIS_TLS_PORT),
             "TS_TOOLS_CONTAINER_PORT": str(naming.TOOLS_CONTAINER_PORT),
         }

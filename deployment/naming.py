@@ -14,6 +14,19 @@ REDIS_TLS_PORT = 6380  # the only port Redis listens on inside its container (TL
 WEB_CONTAINER_PORT = 8000  # gunicorn inside every tenant web container
 TOOLS_SERVICE = "redis-commander"
 TOOLS_CONTAINER_PORT = 8081
+# The monitoring profile (compose/monitoring.yaml): its services and the ports they listen on inside
+# their containers (Prometheus and Alertmanager are also published on the instance's host ports).
+MONITORING_PROFILE = "monitoring"
+PROMETHEUS_SERVICE = "prometheus"
+PROMETHEUS_CONTAINER_PORT = 9090
+ALERTMANAGER_SERVICE = "alertmanager"
+ALERTMANAGER_CONTAINER_PORT = 9093
+EXPORTER_SERVICE = "redis-exporter"
+EXPORTER_CONTAINER_PORT = 9121
+RECEIVER_SERVICE = "alert-receiver"  # the webhook Alertmanager posts to; also serves ops' textfile metrics
+RECEIVER_CONTAINER_PORT = 9095
+TENANT_METRICS_CONTAINER_PORT = 9808  # each tenant's metrics exporter (jobs/metrics.py)
+MONITORING_SERVICES = (PROMETHEUS_SERVICE, ALERTMANAGER_SERVICE, EXPORTER_SERVICE, RECEIVER_SERVICE)
 BROKER_DB = 0  # every tenant shares DB 0; isolation is by key prefix + ACL, not by DB number
 ROLES = ("web", "worker", "beat")
 REDIS_DATA_VOLUME = "redis-data"  # the Compose volume (short name) of Redis' /data
@@ -57,6 +70,42 @@ def compose_profile(tenant: str) -> str:
 def service_name(tenant: str, role: str) -> str:
     """Compose service of one tenant role: web, worker or beat."""
     return f"{_TENANT}{tenant}-{role}"
+
+
+def metrics_service(tenant: str) -> str:
+    """Compose service of the tenant's metrics exporter (monitoring profile, on the monitoring network only)."""
+    return f"{_TENANT}{tenant}-metrics"
+
+
+def metrics_user(tenant: str) -> str:
+    """The read-only Redis ACL user of the tenant's metrics exporter (also the CN of its client certificate).
+
+    Cannot clash with a tenant's own user: tenant names hold no dash."""
+    return f"{_TENANT}{tenant}-metrics"
+
+
+def unacked_key(tenant: str) -> str:
+    """kombu's hash of delivered, not yet acknowledged messages (its `unacked_key`, under the tenant's prefix)."""
+    return f"{key_prefix(tenant)}unacked"
+
+
+def queue_key(tenant: str) -> str:
+    """The Redis list holding the tenant's queued messages (kombu: prefix + queue name; priority 0)."""
+    return f"{key_prefix(tenant)}{queue_name(tenant)}"
+
+
+def worker_events_pattern(tenant: str) -> str:
+    """The pattern a receiver of the tenant's worker events (heartbeat, online, offline) PSUBSCRIBEs.
+
+    Celery sends worker-heartbeat to the `celeryev` fanout exchange with routing key worker.heartbeat; on
+    Redis with fanout_patterns kombu publishes it to <prefix>/<db>.celeryev/worker.heartbeat. The same
+    literal pattern is in the tenant's own ACL (acl_channel_patterns: `worker.#` -> `worker.*`)."""
+    return f"{key_prefix(tenant)}/{BROKER_DB}.celeryev/worker.*"
+
+
+# The header jobs/published.py adds to every task message: its publish time (seconds since the epoch). The
+# oldest queued message's header tells how long it waited (jobs/metrics.py, ./invoke status).
+PUBLISHED_HEADER = "tenantstack_published"
 
 
 def data_volume(tenant: str) -> str:
@@ -115,6 +164,8 @@ def operator_network(service: str) -> str:
 
 
 TOOLS_NETWORK = operator_network(TOOLS_SERVICE)
+# Prometheus, Alertmanager, the exporters and the receiver share one network with Redis; no tenant is on it.
+MONITORING_NETWORK = operator_network(MONITORING_PROFILE)
 
 
 def secret_file_name(setting: str) -> str:

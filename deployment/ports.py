@@ -1,9 +1,10 @@
 """Host ports: each instance owns one block of them, recorded host-wide so two instances never collide.
 
 Block k shifts every base port by k * STRIDE: block 0 (the default instance `tenantstack`) keeps the
-ports it always had (Redis 6380, tenant webs 8001-8080, redis-commander 8081); block 1 gets 7380,
-9001-9080, 9081; and so on. With a stride of 1000 no port of one block falls inside another block,
-whatever k, up to MAX_BLOCK (the last block whose ports stay below 65536).
+ports it always had (Redis 6380, tenant webs 8001-8080, redis-commander 8081, Prometheus 9090,
+Alertmanager 9093); block 1 gets 7380, 9001-9080, 9081, 10090, 10093; and so on. With a stride of 1000
+no port of one block is a port of another block, whatever k, up to MAX_BLOCK (the last block whose
+ports stay below 65536): the bases differ modulo 1000 (380, 001-081, 090, 093), so they never meet.
 
 The registry is one JSON file, REGISTRY (under TENANTSTACK_STATE_DIR, default /var/lib/tenantstack),
 written under an exclusive lock: `{"instances": {"<name>": {"block": k, "root": ..., "owner_pid": ...}}}`.
@@ -25,7 +26,11 @@ REDIS_BASE = 6380
 FIRST_WEB_BASE = 8001
 LAST_WEB_BASE = 8080  # 80 tenants per instance
 TOOLS_BASE = 8081
-MAX_BLOCK = (65535 - TOOLS_BASE) // STRIDE
+PROMETHEUS_BASE = 9090  # the monitoring profile (./invoke up --monitoring): Prometheus' UI and API
+ALERTMANAGER_BASE = 9093  # ... and Alertmanager's API
+_SINGLE_BASES = (REDIS_BASE, TOOLS_BASE, PROMETHEUS_BASE, ALERTMANAGER_BASE)
+HIGHEST_BASE = max(*_SINGLE_BASES, LAST_WEB_BASE)
+MAX_BLOCK = (65535 - HIGHEST_BASE) // STRIDE
 STATE_DIR_VAR = "TENANTSTACK_STATE_DIR"
 THROWAWAY_VAR = "TENANTSTACK_THROWAWAY_OWNER"  # pid of the process that owns a throwaway instance
 
@@ -39,13 +44,16 @@ def registry_path() -> Path:
 
 
 def block_range(block: int) -> tuple[int, int]:
-    """The lowest and highest host port of a block (every port an instance may publish lies inside)."""
-    return REDIS_BASE + block * STRIDE, TOOLS_BASE + block * STRIDE
+    """The lowest and highest host port of a block (every port an instance may publish lies inside).
+
+    Ranges of neighbouring blocks interleave (block 1's Redis port lies inside block 0's range); the
+    ports themselves never collide: block_ports()."""
+    return REDIS_BASE + block * STRIDE, HIGHEST_BASE + block * STRIDE
 
 
 def block_ports(block: int) -> set[int]:
     off = block * STRIDE
-    return {REDIS_BASE + off, TOOLS_BASE + off, *range(FIRST_WEB_BASE + off, LAST_WEB_BASE + off + 1)}
+    return {*(base + off for base in _SINGLE_BASES), *range(FIRST_WEB_BASE + off, LAST_WEB_BASE + off + 1)}
 
 
 def block_of_port(port: int) -> int | None:

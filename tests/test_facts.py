@@ -21,6 +21,11 @@ FACTS = {
     "web-port": (re.compile(rf"\b{naming.WEB_CONTAINER_PORT}\b"), str(naming.WEB_CONTAINER_PORT)),
     "web-host-ports": (re.compile(rf"\b{ports.FIRST_WEB_BASE // 10}[1-9]\b"), None),  # 8001-8009
     "tools-port": (re.compile(rf"\b{ports.TOOLS_BASE}\b"), str(ports.TOOLS_BASE)),
+    "prometheus-port": (re.compile(rf"\b{ports.PROMETHEUS_BASE}\b"), None),
+    "alertmanager-port": (re.compile(rf"\b{ports.ALERTMANAGER_BASE}\b"), None),
+    "monitoring-ports": (re.compile(rf"\b({naming.EXPORTER_CONTAINER_PORT}|{naming.RECEIVER_CONTAINER_PORT}|"
+                                    rf"{naming.TENANT_METRICS_CONTAINER_PORT})\b"), None),
+    "published-header": (re.compile(naming.PUBLISHED_HEADER), None),
     "placeholder": (re.compile(re.escape(envs.PLACEHOLDER)), envs.PLACEHOLDER),
     "image-names": (re.compile(rf"{IMAGE_REPO}/({'|'.join(COMPONENTS)})"), None),
     "redis-volume": (re.compile(rf"\b{naming.REDIS_DATA_VOLUME}\b"), naming.REDIS_DATA_VOLUME),

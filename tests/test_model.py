@@ -20,6 +20,32 @@ def test_committed_redis_example_is_exactly_what_the_table_renders():
     assert (ROOT / "envs" / "redis.env.example").read_text() == envs.render_redis_example()
 
 
+def test_committed_monitoring_example_is_exactly_what_the_table_renders():
+    assert (ROOT / "envs" / "monitoring.env.example").read_text() == envs.render_monitoring_example()
+    assert not [s.name for s in envs.MONITORING_SETTINGS if s.secret]  # thresholds only: readable, never rotated
+
+
+def test_monitoring_users_read_only_their_tenants_two_keys_and_passwords_differ():
+    redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
+    rules = acl.rules(redis_env, {"a": {"REDIS_PASSWORD": "pa"}, "b": {"REDIS_PASSWORD": "pb"}})
+    a = rules["tenant-a-metrics"]
+    assert [r for r in a if "~" in r] == ["%R~tenant-a:tenant-a", "%R~tenant-a:unacked"]
+    assert [r for r in a if r.startswith("&")] == ["&tenant-a:/0.celeryev/worker.*"]
+    assert "-@all" in a and not [r for r in a if r.startswith("+@")]
+    exporter = rules[acl.EXPORTER_USER]
+    assert not [r for r in exporter if "~" in r or r.startswith("&") or "config" in r or "eval" in r]
+    passwords = {r[2] for u, r in rules.items() if u in (acl.EXPORTER_USER, "tenant-a-metrics", "tenant-b-metrics")}
+    assert len(passwords) == 3 and all(len(p) == 65 for p in passwords)  # ">" + 64 hex digits
+
+
+def test_monitoring_ports_join_every_block_without_collisions():
+    for block in (0, 1, ports.MAX_BLOCK):
+        off = block * ports.STRIDE
+        assert {ports.PROMETHEUS_BASE + off, ports.ALERTMANAGER_BASE + off} <= ports.block_ports(block)
+        low, high = ports.block_range(block)
+        assert low <= ports.PROMETHEUS_BASE + off < ports.ALERTMANAGER_BASE + off <= high <= 65535
+
+
 def test_default_instance_keeps_the_paths_ports_and_names_deployments_always_had():
     inst = Instance(DEFAULT)
     assert (inst.envs, inst.secrets, inst.backups) == (ROOT / "envs", ROOT / "secrets", ROOT / "backups")
@@ -86,7 +112,8 @@ def test_every_rule_starts_with_reset_and_the_auth_file_round_trips():
     redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
     tenants = {"a": {"REDIS_PASSWORD": "pa"}, "b": {"REDIS_PASSWORD": "pb"}}
     rules = acl.rules(redis_env, tenants)
-    assert set(rules) == {acl.HEALTH_USER, acl.COMMANDER_USER, "tenant-a", "tenant-b"}
+    assert set(rules) == {acl.HEALTH_USER, acl.COMMANDER_USER, acl.EXPORTER_USER, "tenant-a", "tenant-b",
+                          "tenant-a-metrics", "tenant-b-metrics"}
     assert all(rule[0] == "reset" for rule in rules.values())
     assert acl.parse_users(acl.auth_conf(redis_env, tenants)) == rules
 

@@ -7,6 +7,7 @@ import os
 
 from celery import Celery
 
+import jobs.published  # noqa: F401 - stamps every published task with its publish time (for the metrics)
 from jobs.liveness import BrokerPing
 from tenantstack import env
 from tenantstack.celery_config import celery_settings

@@ -17,6 +17,7 @@ LABELS = {
     "restore_downtime_over_naive": "restore's tenant-visible downtime / naive stop-copy-start",
     "flush_over_delete_expired_rows_per_s": "flush-results rows/s / delete_expired rows/s",
     "flush_write_p99_over_without": "result-write p99 during flush-results / without a flush",
+    "monitoring_idle_with_over_without": "cores at rest, monitoring profile running / not running",
 }
 
 
@@ -58,11 +59,20 @@ def section(results: dict) -> str:
         lines.append(_row("result-write p99 (ms): no flush / batched / delete_expired",
                           f"{fl['write_p99_ms_without_flush']:.1f} / {fl['batched']['write_p99_ms_during']:.1f} / "
                           f"{fl['delete_expired']['write_p99_ms_during']:.1f}"))
+    lines += _monitoring_rows(results.get("monitoring"))
     bk = results.get("backup")
     if bk:
         lines.append(_row("restore downtime / naive downtime (s)",
                           f"{bk['restore_downtime_s']:.1f} / {bk['naive_downtime_s']:.1f}"))
     return "\n".join(lines)
+
+
+def _monitoring_rows(mon: dict | None) -> list[str]:
+    if not mon:
+        return []
+    return [_row("monitoring at rest: cores added (helpers' share included); its own containers; header per task",
+                 f"{mon['cores_monitoring']:.3f}; {mon.get('cores_monitoring_containers', 0):.4f}; "
+                 f"{mon['header_us_per_publish']:.2f} µs")]
 
 
 def rewrite(results: dict) -> None:

@@ -9,6 +9,8 @@ Sections (`--only SECTION` runs one; each prints a line when it starts and when 
   memory      Redis memory per 10k queued tasks (A, nothing consuming)
   flush       flush-results' batched delete vs delete_expired, rows/s, and the worker's result-write p99 meanwhile
   backup      backup vs raw BGSAVE + redis-check-rdb; whole restore's tenant-visible downtime vs the naive one
+  monitoring  the instance's cores at rest with the monitoring profile running / without it, interleaved, and the
+              publish-time header's cost per published task (the only thing monitoring adds to a task's path)
 """
 import json
 import os
@@ -39,7 +41,7 @@ from ops.engine import healthcheck_runner as runner
 from . import cpu, stack
 
 RESULTS = INSTANCE.home / "bench" / "results.json"  # per instance: a test run never overwrites yours
-SECTIONS = ("idle", "throughput", "latency", "memory", "flush", "backup")
+SECTIONS = ("idle", "throughput", "latency", "memory", "flush", "backup", "monitoring")
 WARM_UP_S = "3"  # seconds of paced load before the measured latency rounds
 FULL = {"n": 5000, "rounds": 3, "keys": 1_000_000, "rows": 1_000_000, "idle_s": 60, "paced_s": 30, "queued": 10_000}
 QUICK = {"n": 200, "rounds": 1, "keys": 10_000, "rows": 5_000, "idle_s": 5, "paced_s": 5, "queued": 1_000}
@@ -356,6 +358,82 @@ def backup(cfg: dict, log) -> dict:
             shutil.rmtree(made, ignore_errors=True)
 
 
+# ---- monitoring --------------------------------------------------------------------------------------
+SETTLE_S = 3  # after a start or stop: the engine's own work (and the first scrapes) out of the window
+HEADER_CALLS = 100_000
+
+
+def _header_cost_us() -> float:
+    """Microseconds per call of the before_task_publish handler that stamps the publish time (jobs/published.py)."""
+    import sys
+
+    sys.path.insert(0, str(INSTANCE.root / "app"))
+    try:
+        from jobs.published import stamp_publish_time
+    finally:
+        sys.path.pop(0)
+    t0 = time.perf_counter()
+    for _ in range(HEADER_CALLS):
+        stamp_publish_time(headers={})
+    return (time.perf_counter() - t0) / HEADER_CALLS * 1e6
+
+
+def monitoring(cfg: dict, log) -> dict:
+    """Cores at rest with the monitoring profile / without, same run, interleaved (without, with; per round).
+
+    The profile is started for the tenants whose workers run (built and rendered as `up --monitoring` does)
+    and left as it was found: running if it ran, removed if not.
+    """
+    from ops.deploy import health
+    from ops.monitor import profile
+
+    names = [n for n in tenants.known_names() if containers.is_running(naming.service_name(n, "worker"))]
+    services = profile.services(names)
+    profiles = [compose.MONITORING_PROFILE]
+    was_running = all(containers.is_running(s) for s in services)
+    compose.run("build", naming.PROMETHEUS_SERVICE, profiles=profiles, quiet=True, capture=True)
+    profile.prepare(names)
+
+    def start():
+        compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles, quiet=True,
+                    capture=True)
+        health.wait(services, 300, log=quiet)
+        time.sleep(SETTLE_S)
+
+    rounds = []
+    try:
+        for i in range(cfg["rounds"]):
+            compose.run("stop", *services, profiles=profiles, quiet=True, capture=True)
+            time.sleep(SETTLE_S)
+            without = idle(cfg, quiet)
+            start()
+            with_ = idle(cfg, quiet)
+            rounds.append({"without": without, "with": with_})
+            log(f"bench: round {i + 1}: at rest {without['cores_total']:.3f} cores without monitoring, "
+                f"{with_['cores_total']:.3f} with")
+    finally:
+        if was_running:
+            start()
+        else:
+            compose.run("rm", "--stop", "--force", *services, profiles=profiles, quiet=True, capture=True)
+    without = statistics.mean(r["without"]["cores_total"] for r in rounds)
+    with_ = statistics.mean(r["with"]["cores_total"] for r in rounds)
+    # The profile's own containers, measured directly (the totals also move with the helpers' share, which
+    # grows with the instance's container count, and with whatever else the host runs meanwhile).
+    own_names = {INSTANCE.container(s) for s in services}
+    own = statistics.mean(sum(c for n, c in r["with"]["cores_by_container"].items() if n in own_names) for r in rounds)
+    helpers = statistics.mean(sum(r["with"]["cores_host_helpers_whole_host"].values())
+                              - sum(r["without"]["cores_host_helpers_whole_host"].values()) for r in rounds)
+    header_us = _header_cost_us()
+    log(f"bench: monitoring at rest: {with_ - without:.3f} cores with the helpers' share ({with_ / without:.2f}x); "
+        f"its own containers {own:.4f} cores; host helpers {helpers:+.3f} cores; publish-time header "
+        f"{header_us:.2f} us per published task")
+    return {"rounds": rounds, "tenants": len(names), "cores_without": without, "cores_with": with_,
+            "cores_monitoring": with_ - without, "idle_with_over_without": with_ / without,
+            "cores_monitoring_containers": own, "cores_host_helpers_delta": helpers,
+            "header_us_per_publish": header_us}
+
+
 # ---- targets, machine, report ------------------------------------------------------------------------
 TARGETS = [  # name, (section, key), op, target, stretch
     ("cpu_per_task_A_over_C", ("throughput", "cpu_A_over_C"), "<=", 1.3, 1.0),
@@ -366,6 +444,8 @@ TARGETS = [  # name, (section, key), op, target, stretch
     ("restore_downtime_over_naive", ("backup", "downtime_restore_over_naive"), "<=", 2.0, None),
     ("flush_over_delete_expired_rows_per_s", ("flush", "rows_per_s_batched_over_delete_expired"), ">=", 1.0, None),
     ("flush_write_p99_over_without", ("flush", "write_p99_during_batched_over_without"), "<=", 2.0, None),
+    # Prometheus' 6+ scrapes every 15 s, the exporters and their healthchecks: at most a quarter more at rest.
+    ("monitoring_idle_with_over_without", ("monitoring", "idle_with_over_without"), "<=", 1.25, None),
 ]
 
 
@@ -419,7 +499,7 @@ def run(cfg: dict, only: str | None, log=print) -> dict:
     results = json.loads(RESULTS.read_text()) if only and RESULTS.exists() else {}
     results.update(config=cfg, machine=machine(), date=datetime.now(UTC).strftime("%Y-%m-%d"))
     sections = {"idle": idle, "throughput": throughput, "latency": latency, "memory": memory, "flush": flush,
-                "backup": backup}
+                "backup": backup, "monitoring": monitoring}
     needs_image = set(wanted) & {"throughput", "latency", "memory", "flush"}
     try:
         if needs_image:

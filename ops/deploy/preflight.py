@@ -3,7 +3,7 @@ import errno
 import json
 import socket
 
-from deployment import ports
+from deployment import naming, ports
 from deployment.instance import DEFAULT
 from ops.config.envfile import rel
 from ops.config.paths import INSTANCE
@@ -48,7 +48,7 @@ def other_instance_owning(port: int) -> str | None:
     return None
 
 
-def check_ports(tenant_list, redis_too: bool = True, tools: bool = False) -> None:
+def check_ports(tenant_list, redis_too: bool = True, tools: bool = False, monitoring: bool = False) -> None:
     """Collect every clash (another instance's block, or a port another process holds), then fail once."""
     running = running_services()
     wanted = []
@@ -56,6 +56,9 @@ def check_ports(tenant_list, redis_too: bool = True, tools: bool = False) -> Non
         wanted.append(("redis", INSTANCE.redis_port, "the instance's Redis port"))
     if tools:
         wanted.append(("redis-commander", INSTANCE.tools_port, "the instance's redis-commander port"))
+    if monitoring:
+        wanted += [(naming.PROMETHEUS_SERVICE, INSTANCE.prometheus_port, "the instance's Prometheus port"),
+                   (naming.ALERTMANAGER_SERVICE, INSTANCE.alertmanager_port, "the instance's Alertmanager port")]
     wanted += [(t.service("web"), t.web_port, f"WEB_PORT in {rel(t.env_file)}") for t in tenant_list]
     clashes = []
     for service, port, what in wanted:

@@ -3,8 +3,11 @@
 redis-server: Debian's 7.0 with TLS, for the fast tests that run the real redis.conf without a container.
               Installed with package service starts refused (ops/engine/apt.py), so Debian's own instance never
               runs; nothing is ever killed by name.
-chromium:     Debian's browser, driven by Playwright in the redis-commander UI test (Playwright's own
-              browser download is never used: no such download is possible here).
+chromium:     Debian's browser, driven by Playwright in the redis-commander and Prometheus UI tests (Playwright's
+              own browser download is never used: no such download is possible here).
+prometheus, prometheus-alertmanager, prometheus-redis-exporter: Debian's, for promtool (`promtool test rules`
+              on the alert rules), amtool (the Alertmanager configuration) and the exporter's ACL test against the
+              fast test server; their services are kept from starting like redis-server's.
 """
 import os
 
@@ -12,7 +15,8 @@ from ops.core.errors import OpsError
 from ops.engine import apt
 
 CHROMIUM = "/usr/bin/chromium"
-PACKAGES = ["redis-server", "redis-tools", "chromium", "git"]
+PACKAGES = ["redis-server", "redis-tools", "chromium", "git", "prometheus", "prometheus-alertmanager",
+            "prometheus-redis-exporter"]
 
 
 def ensure_host_packages() -> None:

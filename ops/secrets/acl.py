@@ -2,19 +2,29 @@
 
 `apply()` renders the auth file Redis includes at every start (requirepass, maxmemory, users, renamed
 commands), the healthcheck's password file and the kombu scripts it loads (deployment/lua.py),
-redis-commander's settings, then brings a running Redis in line: ACL SETUSER for every user whose rule
-changed since the file was last written, ACL DELUSER for users that are gone (a removed tenant).
+redis-commander's settings, the monitoring users' password files (secrets/monitoring/), then brings a
+running Redis in line: ACL SETUSER for every user whose rule changed since the file was last written,
+ACL DELUSER for users that are gone (a removed tenant).
 Nothing else in the project writes or sends an ACL rule.
 """
+import json
 import os
+import shutil
 
 import redis
-from deployment import acl, lua
+from deployment import acl, lua, naming
 from deployment.instance import UIDS
 from ops.config import tenants
 from ops.config.envfile import read_env, redis_settings, rel, write_private
-from ops.config.paths import REDIS_AUTH_CONF, REDIS_SECRETS
+from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, REDIS_SECRETS
+from ops.deploy import compose
 from ops.secrets import commander as tools
+
+# Under the instance's secrets/monitoring/ (mounted read-only: the exporter's folder into redis-exporter,
+# each metrics user's into its tenant-<name>-metrics container).
+EXPORTER_DIR = acl.EXPORTER_USER
+EXPORTER_FILE = "password.json"
+METRICS_FILE = compose.METRICS_PASSWORD_FILE
 
 
 def _tenant_settings(tenant_names) -> dict[str, dict[str, str]]:
@@ -42,12 +52,45 @@ def apply(tenant_names=None, live: bool = True) -> list[str]:
                        (REDIS_SECRETS / lua.EXPECT_FILE, lua.load_expectation(scripts))):
         _write(path, text)
     tools.write_settings(redis_env, UIDS["commander"])  # redis-commander's logins, same source
+    _write_monitoring_passwords(redis_env, names)
     report = [f"rendered {rel(REDIS_AUTH_CONF)} ({len(names)} tenant users)"]
     changed = {u: r for u, r in wanted.items() if before.get(u) != r}
     removed = [u for u in before if u not in wanted]
     if live and (changed or removed):
         report.append(_apply_live(changed, removed))
     return report
+
+
+def _private_file(path, text: str, uid: int) -> None:
+    """A password file only `uid` may read, in a folder only `uid` may enter (mounted read-only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chown(path.parent, 0, 0)
+    os.chmod(path.parent, 0o700)  # root's while writing
+    if not (path.exists() and path.read_text() == text):
+        write_private(path, text, mode=0o400)
+    os.chown(path, uid, uid)
+    os.chown(path.parent, uid, uid)
+    os.chmod(path.parent, 0o500)
+
+
+def _write_monitoring_passwords(redis_env: dict[str, str], names) -> None:
+    """The monitoring users' password files: redis-exporter's (its JSON map: address -> password) and each
+    tenant metrics exporter's. Derived from envs/redis.env like the rules, so they always match."""
+    root = INSTANCE.monitoring_secrets
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)  # only folders below, each closed to all but its user
+    address = f"rediss://{naming.REDIS_SERVICE}:{naming.REDIS_TLS_PORT}"
+    _private_file(root / EXPORTER_DIR / EXPORTER_FILE,
+                  json.dumps({address: acl.monitoring_password(redis_env, acl.EXPORTER_USER)}) + "\n",
+                  UIDS["monitoring"])
+    wanted = {EXPORTER_DIR}
+    for name in names:
+        user = naming.metrics_user(name)
+        wanted.add(user)
+        _private_file(root / user / METRICS_FILE, acl.monitoring_password(redis_env, user), UIDS["app"])
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name not in wanted:  # a removed tenant's
+            shutil.rmtree(folder)
 
 
 def _apply_live(changed: dict[str, list[str]], removed: list[str]) -> str:

@@ -11,7 +11,7 @@ import os
 import secrets as pysecrets
 from pathlib import Path
 
-from deployment import envs, naming
+from deployment import acl, envs, naming
 from deployment.instance import UIDS
 from ops.config import tenants
 from ops.config.envfile import read_env, redis_settings, rel, write_private
@@ -35,7 +35,11 @@ def _write_env(path: Path, table, values: dict[str, str], header: str, rotate: b
     """Write `path` with every secret of `table` generated; keep an existing file unless rotating."""
     existed = path.exists()
     if existed and not rotate:
-        report.append(f"kept     {rel(path)}")
+        # A row added to the table since (a new secret, e.g. REDIS_MONITORING_SECRET): generated, the rest kept.
+        absent = [s.name for s in table if s.secret and s.required and not values.get(s.name)]
+        if absent:
+            write_private(path, envs.render(table, {**values, **{k: generate(k) for k in absent}}, header))
+        report.append(f"kept     {rel(path)}" + (f" (added {', '.join(absent)})" if absent else ""))
         return
     secret_names = {s.name for s in table if s.secret}
     values = {k: (generate(k) if k in secret_names else v) for k, v in values.items()}
@@ -62,8 +66,9 @@ def _tls_files(cn: str) -> tuple[Path, Path]:
 
 def certificate_names(tenant_names) -> dict[str, bool]:
     """Every certificate the deployment uses: name -> is it the server's."""
-    names = {naming.REDIS_SERVICE: True, "client": False, "commander": False}
-    names.update({naming.redis_user(t): False for t in tenant_names})
+    names = {naming.REDIS_SERVICE: True, "client": False, "commander": False, acl.EXPORTER_USER: False}
+    for t in tenant_names:
+        names.update({naming.redis_user(t): False, naming.metrics_user(t): False})
     return names
 
 
@@ -85,11 +90,12 @@ def _ensure_tls(tenant_names, rotate: bool, report: list[str]) -> None:
 
 
 def issue_tenant_certificate(name: str) -> Path:
-    cn = naming.redis_user(name)
-    crt, key = _tls_files(cn)
-    tls.make_leaf(TLS / "ca.crt", TLS / "ca.key", crt, key, cn)
-    give_key(cn, UIDS["app"])
-    return crt
+    """The tenant's client certificate, and its metrics exporter's (both presented by the app image's UID)."""
+    for cn in (naming.redis_user(name), naming.metrics_user(name)):
+        crt, key = _tls_files(cn)
+        tls.make_leaf(TLS / "ca.crt", TLS / "ca.key", crt, key, cn)
+        give_key(cn, UIDS["app"])
+    return _tls_files(naming.redis_user(name))[0]
 
 
 def give_key(cn: str, uid: int) -> None:
@@ -100,15 +106,17 @@ def give_key(cn: str, uid: int) -> None:
 
 
 def _chown_keys(tenant_names) -> None:
-    owners = {naming.REDIS_SERVICE: UIDS["redis"], "commander": UIDS["commander"]}
-    owners.update({naming.redis_user(t): UIDS["app"] for t in tenant_names})
+    owners = {naming.REDIS_SERVICE: UIDS["redis"], "commander": UIDS["commander"],
+              acl.EXPORTER_USER: UIDS["monitoring"]}
+    for t in tenant_names:
+        owners.update({naming.redis_user(t): UIDS["app"], naming.metrics_user(t): UIDS["app"]})
     for cn, uid in owners.items():
         give_key(cn, uid)
 
 
 def init(rotate: bool = False) -> list[str]:
     """Create whatever secret is missing (everything with rotate). Returns one report line per file."""
-    from ops.secrets import acl
+    from ops.secrets import acl as acl_writer
 
     if os.geteuid() != 0:
         raise OpsError("`invoke init` must run as root: it gives each key to its container's user "
@@ -120,19 +128,35 @@ def init(rotate: bool = False) -> list[str]:
     for name in names:
         _write_env(tenants.env_path(name), envs.TENANT_SETTINGS, tenant_values_for(name),
                    envs.TENANT_HEADER.format(name=name), rotate, report)
+    report += _ensure_monitoring_env()
     TLS.mkdir(parents=True, exist_ok=True)
     os.chmod(TLS.parent, 0o700)
     _ensure_tls(names, rotate, report)
     _chown_keys(names)
     report += tenant_files.write_all(names)
-    report += acl.apply(names)
+    report += acl_writer.apply(names)
     return report
+
+
+def _ensure_monitoring_env() -> list[str]:
+    """envs/monitoring.env from the table's defaults when absent: thresholds, no secret (so never rotated)."""
+    path = INSTANCE.monitoring_env
+    if path.exists():
+        return [f"kept     {rel(path)}"]
+    write_private(path, envs.render_monitoring_example(), mode=0o644)
+    return [f"created  {rel(path)} (monitoring thresholds and intervals: edit it, then `./invoke up --monitoring`)"]
 
 
 def missing() -> bool:
     """True when `init` has never run for this instance (or something it makes is gone)."""
-    needed = [REDIS_ENV, REDIS_AUTH_CONF, *(_tls_files("ca")), *(tenants.env_path(n) for n in tenants.known_names())]
-    return not all(p.exists() for p in needed)
+    names = tenants.known_names()
+    needed = [REDIS_ENV, REDIS_AUTH_CONF, INSTANCE.monitoring_env, *(_tls_files("ca")),
+              *(tenants.env_path(n) for n in names),
+              *(f for cn in certificate_names(names) for f in _tls_files(cn))]  # a certificate added since, too
+    if not all(p.exists() for p in needed):
+        return True
+    table = {s.name for s in envs.REDIS_SETTINGS if s.secret and s.required}
+    return not table <= {k for k, v in read_env(REDIS_ENV).items() if v}  # a secret row added since
 
 
 def check_all(tenant_names) -> None:

@@ -42,6 +42,10 @@ def test_quick_bench_measures_every_section_and_every_target_and_cleans_up():
         flushed = results["flush"][method]
         assert flushed["deleted"] == bench.QUICK["rows"] and _sane(flushed["rows_per_s"])
     assert _sane(results["backup"]["backup_over_raw"]) and _sane(results["backup"]["naive_downtime_s"])
+    mon = results["monitoring"]
+    assert mon["tenants"] == 2 and len(mon["rounds"]) == 1 and _sane(mon["cores_without"]) and _sane(mon["cores_with"])
+    assert _sane(mon["header_us_per_publish"]) and mon["header_us_per_publish"] < 1000
+    assert len(mon["rounds"][0]["with"]["cores_by_container"]) > len(mon["rounds"][0]["without"]["cores_by_container"])
     assert set(results["targets"]) == {name for name, *_ in bench.TARGETS}
     for name, entry in results["targets"].items():
         assert _sane(entry["value"]) and entry["met"] == bench._met(entry["value"], entry["op"], entry["target"]), name
@@ -53,6 +57,7 @@ def test_quick_bench_measures_every_section_and_every_target_and_cleans_up():
     assert "tenant-a-worker" in names
     ps = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True).stdout.split()
     assert not [n for n in ps if n.startswith(f"{INSTANCE.name}-bench-")]
+    assert f"{INSTANCE.name}-prometheus-1" not in ps  # the monitoring profile was not running before: removed again
     image = subprocess.run(["docker", "image", "inspect", INSTANCE.image(BENCH_COMPONENT)], capture_output=True)
     assert image.returncode != 0
 

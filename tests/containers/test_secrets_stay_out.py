@@ -1,5 +1,7 @@
 """Nothing of secrets/ (or the real env files) is tracked by git, baked into an image layer, or visible in any
-container's environment or command line (`docker inspect`); tenants get their secrets as read-only files."""
+container's environment or command line (`docker inspect`); tenants get their secrets as read-only files.
+The monitoring image's layers and the monitoring users' derived passwords are searched too (the monitoring
+containers' environments: tests/containers/test_monitoring.py)."""
 import hashlib
 import json
 import shutil
@@ -8,11 +10,11 @@ import tarfile
 
 import pytest
 
-from deployment import envs, naming
+from deployment import acl, envs, naming
 from deployment.instance import COMPONENTS, UIDS
 from ops.config.envfile import read_env, rel
 from ops.config.paths import ENVS, INSTANCE, REDIS_ENV, ROOT, TLS
-from ops.config.tenants import env_path
+from ops.config.tenants import env_path, known_names
 from ops.deploy import compose
 from tests.support import deployment as d
 
@@ -35,7 +37,10 @@ def _secret_strings() -> list[str]:
     # Short values (the UI's login name `ops`) are names, not secrets: they would match by accident.
     values = [v for f in ENVS.glob("*.env") for k, v in read_env(f).items() if k in secret and len(v) >= 16]
     keys = [p.read_text().splitlines()[1] for p in TLS.glob("*.key")]  # first base64 line of each private key
-    return values + keys
+    # The monitoring users' passwords are derived, never written to an env file: search for them too.
+    redis_env = read_env(REDIS_ENV)
+    users = [acl.EXPORTER_USER, *(naming.metrics_user(t) for t in known_names())]
+    return values + keys + [acl.monitoring_password(redis_env, u) for u in users]
 
 
 def _secret_values() -> list[bytes]:
@@ -47,7 +52,7 @@ def images_built():
     from tests.support.deployment import invoke
 
     invoke("init")  # the secrets searched for must exist, whatever ran before
-    invoke("build", "--tools")
+    invoke("build", "--tools", "--monitoring")
 
 
 @pytest.mark.parametrize("image", [INSTANCE.image(c) for c in COMPONENTS])

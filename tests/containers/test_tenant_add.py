@@ -18,18 +18,19 @@ pytestmark = pytest.mark.usefixtures("tenants_up")
 def tenant_c():
     yield "c"
     d.invoke("down", "--tenant", "c", check=False)
-    for path in (env_path("c"), TLS / "tenant-c.crt", TLS / "tenant-c.key"):
+    certificates = [TLS / f"{cn}.{ext}" for cn in ("tenant-c", "tenant-c-metrics") for ext in ("crt", "key")]
+    for path in (env_path("c"), *certificates):
         path.unlink(missing_ok=True)
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
     redis_admin.unlink_matching(d.client(), naming.key_prefix("c") + "*")
     out = d.invoke("init").stdout  # the one ACL writer removes tenant c from the auth file and the live Redis
-    assert f"removed {naming.redis_user('c')} to the running Redis" in out
+    assert f"removed {naming.redis_user('c')}, {naming.metrics_user('c')} to the running Redis" in out
 
 
 def test_added_tenant_comes_up_runs_its_tasks_and_is_isolated(tenant_c):
     out = d.invoke("tenant-add", tenant_c).stdout
     assert f"created  {rel(env_path('c'))} (web on 127.0.0.1:{INSTANCE.first_web_port + 2})" in out
-    assert "applied ACL user tenant-c to the running Redis" in out
+    assert "applied ACL user tenant-c, tenant-c-metrics to the running Redis" in out  # its metrics user too
     assert "user tenant-c reset on >" in REDIS_AUTH_CONF.read_text()
     d.invoke("up", "--tenant", tenant_c)
     assert d.http("GET", d.web_url(tenant_c, "/healthz")) == (200, {"tenant": "c", "database": "ok", "broker": "ok"})

@@ -1,0 +1,249 @@
+"""`./invoke status`: one screen (or one JSON object) for operators that needs no Prometheus.
+
+Read directly: Redis with the operator's admin client (ops/deploy/redis_admin.py): INFO, and per tenant LLEN
+of its queue, HLEN of its unacked hash and the publish time of its oldest queued message (LINDEX -1, the
+header jobs/published.py adds); workers alive from their heartbeats (one PSUBSCRIBE for LISTEN seconds:
+Celery sends one every 2 s); each tenant's database through `python -m jobs.metrics --summary` in its running
+web container, or in a throwaway container on its volume when the tenant is stopped; the last verified
+backup and the certificates on the host (ops/monitor/textfile.py). Every value an alert rule watches is
+compared with the same threshold (envs/monitoring.env) and marked red (`!` without a terminal) when the
+alert would fire; `show` returns 1 then.
+"""
+import datetime as dt
+import json
+import sys
+import time
+
+import redis
+from deployment import envs, naming
+from deployment.instance import UIDS
+from deployment.messages import ALIVE_EVENTS, event_of, published_at
+from ops.config import tenants
+from ops.config.paths import INSTANCE
+from ops.core.run import probe, wait_until
+from ops.deploy import compose, containers, redis_admin
+from ops.monitor import config, textfile
+
+LISTEN = 4.5  # seconds of worker events: two of Celery's heartbeat intervals (2 s), so a late one still counts
+RED, RESET = "\033[31;1m", "\033[0m"
+
+
+def thresholds() -> dict[str, int]:
+    """envs/monitoring.env's values, or the table's defaults before `init` wrote the file."""
+    if INSTANCE.monitoring_env.exists():
+        return config.settings()
+    return {s.name: int(s.default) for s in envs.MONITORING_SETTINGS}
+
+
+def _age(seconds: float | None) -> str:
+    """A duration in its two largest units: 3d4h, 2h5m, 4m10s, 9s; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d{h}h"
+    if h:
+        return f"{h}h{m}m"
+    return f"{m}m{s % 60}s" if m else f"{s}s"
+
+
+def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[str]]:
+    """tenant -> worker nodes whose heartbeat (or online event) arrived within LISTEN seconds."""
+    patterns = {naming.worker_events_pattern(n): n for n in names}
+    seen: dict[str, set[str]] = {n: set() for n in names}
+    if not patterns:
+        return seen
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(*patterns)
+    end = time.monotonic() + LISTEN
+
+    def pending() -> str | None:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message.get("type") == "pmessage":
+            tenant = patterns.get(message["pattern"].decode())
+            event = event_of(message["data"])
+            if tenant and event and event.get("type") in ALIVE_EVENTS:
+                seen[tenant].add(str(event.get("hostname")))
+        return None if time.monotonic() >= end else "worker heartbeats"
+
+    try:
+        wait_until(pending, timeout=LISTEN + 5, what="status", interval=0)
+    finally:
+        pubsub.close()
+    return seen
+
+
+def database_summary(name: str) -> dict:
+    """The tenant's database (python -m jobs.metrics --summary): in its web if running, else on its volume."""
+    argv = ["python", "-m", "jobs.metrics", "--summary", "/data"]
+    web = naming.service_name(name, "web")
+    if containers.is_running(web):
+        done = probe(["docker", "exec", containers.name(web), *argv], timeout=60, what=f"summary in {web}")
+        out = done.stdout
+    elif containers.volume_exists(naming.data_volume(name)):
+        out = containers.volume_job(compose.image("app"), str(UIDS["app"]),
+                                    {containers.volume(naming.data_volume(name)): "/data:ro"}, " ".join(argv),
+                                    timeout=120)
+    else:
+        return {"readable": False, "error": "no data volume yet (never started)"}
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"readable": False, "error": "the summary printed nothing readable"}
+
+
+def _redis_part(client: redis.Redis, names: list[str], limits: dict[str, int], now: float, doc: dict) -> list[str]:
+    """Redis' INFO and each tenant's keys into doc; returns the alerts they would fire."""
+    try:
+        info = client.info()
+    except (redis.RedisError, OSError) as exc:
+        doc["redis"]["error"] = f"{type(exc).__name__}: {exc}"
+        return ["RedisDown"]
+    alerts = []
+    used, maxmemory = info["used_memory"], info.get("maxmemory") or 0
+    persisting = all(info.get(k, "ok") == "ok" for k in ("aof_last_write_status", "aof_last_bgrewrite_status",
+                                                          "rdb_last_bgsave_status"))
+    doc["redis"] = {"up": True, "version": info["redis_version"], "used_memory": used, "maxmemory": maxmemory,
+                    "memory_percent": round(100 * used / maxmemory, 1) if maxmemory else None,
+                    "clients": info["connected_clients"], "persisting": persisting,
+                    "aof_enabled": bool(info.get("aof_enabled")),
+                    "last_save": dt.datetime.fromtimestamp(info["rdb_last_save_time"], dt.UTC).isoformat(),
+                    "last_save_age_seconds": round(now - info["rdb_last_save_time"]),
+                    "uptime_seconds": info["uptime_in_seconds"]}
+    if maxmemory and 100 * used / maxmemory > limits["ALERT_REDIS_MEMORY_PERCENT"]:
+        alerts.append("RedisMemoryHigh")
+    if info["connected_clients"] > limits["ALERT_REDIS_CLIENTS"]:
+        alerts.append("RedisTooManyClients")
+    if not persisting:
+        alerts.append("RedisNotPersisting")
+    workers = listen_for_workers(client, names)
+    for name in names:
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(naming.queue_key(name)).hlen(naming.unacked_key(name)).lindex(naming.queue_key(name), -1)
+        depth, unacked, oldest = pipe.execute()
+        published = published_at(oldest)
+        age = round(now - published, 1) if published else (0 if depth == 0 else None)
+        doc["tenants"][name] = {"queue_depth": depth, "unacked": unacked, "workers": len(workers[name]),
+                                "oldest_queued_age_seconds": age}
+    return alerts
+
+
+def _host_part(limits: dict[str, int], now: float, doc: dict) -> list[str]:
+    """The last verified backup and the certificates into doc; returns the alerts they would fire."""
+    alerts = []
+    found = textfile.last_verified_backup()
+    if found:
+        doc["backup"] = {"name": found[0], "created": found[1].isoformat(),
+                         "age_seconds": round(now - found[1].timestamp())}
+    if not found or doc["backup"]["age_seconds"] > limits["ALERT_BACKUP_MAX_AGE_HOURS"] * 3600:
+        alerts.append("BackupMissing")
+    for cn, when in sorted(textfile.certificates().items()):
+        left = when.timestamp() - now
+        doc["certificates"][cn] = {"not_after": when.isoformat(), "days_left": round(left / 86400, 1)}
+        if left < limits["ALERT_CERT_DAYS"] * 86400:
+            alerts.append(f"CertificateExpiring{{certificate={cn}}}")
+    return alerts
+
+
+def collect() -> dict:
+    """Everything the screen shows, with `alerts`: what an alert rule would fire on now."""
+    limits = thresholds()
+    now = time.time()
+    doc = {"instance": INSTANCE.name, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "thresholds": limits, "redis": {"up": False}, "tenants": {}, "backup": None, "certificates": {}}
+    names = tenants.known_names()
+    alerts = _redis_part(redis_admin.operator(timeout=5), names, limits, now, doc)
+    for name in names:
+        row = doc["tenants"].setdefault(name, {})
+        row["database"] = database_summary(name)
+        row["running"] = containers.is_running(naming.service_name(name, "worker"))
+        row["alerts"] = _tenant_alerts(row, limits)
+        alerts += [f"{a}{{tenant={name}}}" for a in row["alerts"]]
+    doc["alerts"] = alerts + _host_part(limits, now, doc)
+    return doc
+
+
+def _tenant_alerts(row: dict, limits: dict[str, int]) -> list[str]:
+    out = []
+    if row.get("queue_depth", 0) > limits["ALERT_QUEUE_DEPTH"]:
+        out.append("TenantQueueBacklog")
+    if (row.get("oldest_queued_age_seconds") or 0) > limits["ALERT_OLDEST_TASK_SECONDS"]:
+        out.append("TenantOldestTaskTooOld")
+    if "workers" in row and row["workers"] == 0:
+        out.append("TenantWorkerDown")
+    db = row.get("database") or {}
+    beat_age = db.get("beat_heartbeat_age_seconds")
+    if beat_age is not None and beat_age > limits["ALERT_BEAT_STALE_SECONDS"]:
+        out.append("TenantBeatStale")
+    finished, failed = db.get("finished_last_hour") or 0, db.get("failures_last_hour") or 0
+    if finished >= limits["ALERT_FAILURE_MIN_TASKS"] and 100 * failed / finished > limits["ALERT_FAILURE_PERCENT"]:
+        out.append("TenantTaskFailureRatioHigh")
+    return out
+
+
+def _mark(text: str, bad: bool, color: bool) -> str:
+    if not bad:
+        return text
+    return f"{RED}{text}{RESET}" if color else f"!{text}"
+
+
+def render(doc: dict, color: bool) -> str:
+    """The screen: Redis, one row per tenant, backup, certificates; red (or `!`) where an alert would fire."""
+    alerts = set(doc["alerts"])
+    lines = [f"instance {doc['instance']} at {doc['time']}"]
+    r = doc["redis"]
+    if not r["up"]:
+        lines.append(_mark(f"Redis: DOWN ({r.get('error', '')})", True, color))
+    else:
+        memory = f"{r['used_memory'] / 2**20:.1f} MiB of {r['maxmemory'] / 2**20:.0f} MiB ({r['memory_percent']} %)"
+        lines.append("Redis: " + ", ".join([
+            f"up {_age(r['uptime_seconds'])}", _mark(f"memory {memory}", "RedisMemoryHigh" in alerts, color),
+            _mark(f"clients {r['clients']}", "RedisTooManyClients" in alerts, color),
+            _mark(f"persistence {'ok' if r['persisting'] else 'FAILING'}", not r["persisting"], color),
+            f"last save {_age(r['last_save_age_seconds'])} ago"]))
+    lines.append(f"{'tenant':<16}{'queue':>7}{'unacked':>9}{'oldest':>8}{'workers':>9}  {'failed/1h':>10}  last task")
+    for name, row in doc["tenants"].items():
+        bad = set(row.get("alerts", []))
+        db = row.get("database") or {}
+        last = db.get("last_task") or {}
+        last_text = f"{last.get('status', '')} {last.get('date_done', '')[:19]}".strip() or (db.get("error") or "-")
+        cells = [
+            f"{name:<16}",
+            _mark(f"{row.get('queue_depth', '-'):>7}", "TenantQueueBacklog" in bad, color),
+            f"{row.get('unacked', '-'):>9}",
+            _mark(f"{_age(row.get('oldest_queued_age_seconds')):>8}", "TenantOldestTaskTooOld" in bad, color),
+            _mark(f"{row.get('workers', '-'):>9}", "TenantWorkerDown" in bad, color),
+            "  " + _mark(f"{db.get('failures_last_hour', '-'):>10}", "TenantTaskFailureRatioHigh" in bad, color),
+            "  " + _mark(last_text, "TenantBeatStale" in bad, color)
+            + (" (beat stale)" if "TenantBeatStale" in bad else ""),
+        ]
+        lines.append("".join(cells))
+    b = doc["backup"]
+    text = f"last verified backup: {b['name']}, {_age(b['age_seconds'])} ago" if b else "last verified backup: none"
+    lines.append(_mark(text, "BackupMissing" in alerts, color))
+    certs = doc["certificates"]
+    soonest = min(certs.items(), key=lambda kv: kv[1]["days_left"]) if certs else None
+    expiring = [cn for cn in certs if f"CertificateExpiring{{certificate={cn}}}" in alerts]
+    if soonest:
+        text = f"certificates: {len(certs)}, first to expire {soonest[0]} in {soonest[1]['days_left']:.0f} days"
+        lines.append(_mark(text + (f" (expiring: {', '.join(expiring)})" if expiring else ""), bool(expiring), color))
+    lines.append(_mark(f"alerts: {', '.join(doc['alerts'])}", True, color) if doc["alerts"] else "alerts: none")
+    return "\n".join(lines)
+
+
+def show(as_json: bool = False, watch: bool = False, interval: float = 5.0) -> int:
+    """Print the status (again every `interval` seconds with watch, until Ctrl-C); 1 when an alert would fire."""
+    color = sys.stdout.isatty() and not as_json
+    while True:
+        doc = collect()  # Redis down is shown (and alerts), never raised
+        text = json.dumps(doc, indent=2, sort_keys=True) if as_json else render(doc, color)
+        if watch and color:
+            sys.stdout.write("\033[H\033[2J")  # clear the terminal between redraws
+        print(text, flush=True)
+        if not watch:
+            return 1 if doc["alerts"] else 0
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return 0

@@ -1,0 +1,86 @@
+"""Metrics only ops on the host can know, written as Prometheus text files the alert receiver serves.
+
+Backups are root's (0700) and the private keys are the containers' users': neither is mounted into the
+monitoring containers. Instead ops writes what Prometheus needs to know about them into the instance's
+generated/textfile/ (mounted read-only into the alert receiver, scraped as job `ops`):
+  backup.prom        tenantstack_backup_last_verified_timestamp_seconds: the newest complete backup (a
+                     backup is renamed into place only after it verified); 0 when there is none
+  certificates.prom  tenantstack_certificate_expiry_timestamp_seconds{certificate}: notAfter of the CA and
+                     of every certificate the deployment issued (ops/secrets/generate.py certificate_names)
+Written by every `./invoke up`, `init`, `tenant-add` and `backup`; each file replaced whole (atomic rename).
+"""
+import datetime as dt
+import json
+from pathlib import Path
+
+from cryptography import x509
+
+from ops.config import tenants
+from ops.config.paths import BACKUPS, INSTANCE, TLS
+from ops.secrets import generate as secrets
+
+DIR = INSTANCE.textfile_metrics
+BACKUP_FILE = DIR / "backup.prom"
+CERTS_FILE = DIR / "certificates.prom"
+CA = "ca"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o755)
+    INSTANCE.generated.chmod(0o755)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.replace(path)  # the receiver never serves half a file
+
+
+def _metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> str:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines += [f"{name}{labels} {value:.0f}" for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def last_verified_backup() -> tuple[str, dt.datetime] | None:
+    """(name, creation time) of the newest complete backup of the instance, or None."""
+    from ops.data import backup
+
+    if not BACKUPS.is_dir():
+        return None
+    for path in reversed(backup.complete_backups()):
+        try:
+            created = json.loads((path / "manifest.json").read_text())["created"]
+            return path.name, dt.datetime.fromisoformat(created)
+        except (OSError, ValueError, KeyError):
+            continue  # unreadable manifest: not a backup restore would accept either
+    return None
+
+
+def certificates() -> dict[str, dt.datetime]:
+    """Every certificate of the deployment -> its notAfter (missing files are left out: init makes them)."""
+    out = {}
+    for cn in [CA, *secrets.certificate_names(tenants.known_names())]:
+        path = TLS / f"{cn}.crt"
+        try:
+            out[cn] = x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def write_backup() -> None:
+    found = last_verified_backup()
+    stamp = found[1].timestamp() if found else 0
+    _write(BACKUP_FILE, _metric("tenantstack_backup_last_verified_timestamp_seconds",
+                                "Creation time of the newest verified backup (0: none).", [("", stamp)]))
+
+
+def write_certificates() -> None:
+    samples = [(f'{{certificate="{cn}"}}', when.timestamp()) for cn, when in sorted(certificates().items())]
+    _write(CERTS_FILE, _metric("tenantstack_certificate_expiry_timestamp_seconds",
+                               "notAfter of each certificate the deployment issued.", samples))
+
+
+def write_all() -> None:
+    write_backup()
+    write_certificates()

@@ -1,0 +1,203 @@
+"""The monitoring profile's Redis users against the real redis.conf and a real worker: all they need, nothing more.
+
+redis_exporter is Debian's 1.45 run with the flags compose/monitoring.yaml gives it (read from that file), as
+the `exporter` user with its own certificate; tenant b's metrics exporter is app/jobs/metrics.py in this
+process, as `tenant-b-metrics`, while tenant a's real worker (the session worker) sends its heartbeats and
+stores its results. After each, Redis' ACL LOG holds no refusal of them: nothing they send is denied.
+"""
+import json
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+import redis
+from deployment import acl, naming
+from ops.config.paths import ROOT
+from tests.app.processes import free_port, wait_for
+
+
+def _refusals(server, user: str) -> list:
+    return [e for e in server.client().acl_log() if e.get("username") == user]
+
+
+def _exporter_argv(server, port: int, password_file: Path) -> list[str]:
+    """The exporter's command line as compose/monitoring.yaml has it, pointed at the test server."""
+    services = yaml.safe_load((ROOT / "compose" / "monitoring.yaml").read_text())["services"]
+    command = services[naming.EXPORTER_SERVICE]["command"]
+    crt, key = server.cert(acl.EXPORTER_USER)
+    local = {"-redis.addr": f"rediss://127.0.0.1:{server.port}", "-redis.user": acl.EXPORTER_USER,
+             "-redis.password-file": str(password_file), "-tls-ca-cert-file": str(server.ca),
+             "-tls-client-cert-file": str(crt), "-tls-client-key-file": str(key),
+             "-web.listen-address": f"127.0.0.1:{port}"}
+    argv = []
+    for flag in command:
+        name = flag.split("=", 1)[0]
+        argv.append(f"{name}={local[name]}" if name in local else flag)
+    assert set(local) <= {f.split("=", 1)[0] for f in argv}, "compose/monitoring.yaml's flags changed: update this"
+    return [shutil.which("prometheus-redis-exporter") or "prometheus-redis-exporter", *argv]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the test's own local server
+        return response.read().decode()
+
+
+def _value(text: str, series: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_redis_exporter_gets_every_metric_it_asks_for_and_nothing_else(local_redis, tmp_path):
+    password = acl.monitoring_password(local_redis.redis_env, acl.EXPORTER_USER)
+    password_file = tmp_path / "password.json"
+    password_file.write_text(json.dumps({f"rediss://127.0.0.1:{local_redis.port}": password}))
+    port = free_port()
+    local_redis.client().acl_log_reset()
+    log = tmp_path / "exporter.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_exporter_argv(local_redis, port, password_file), stdout=out, stderr=subprocess.STDOUT)
+    last = {}
+    try:
+        def scraped():
+            try:
+                last["text"] = _get(f"http://127.0.0.1:{port}/metrics")
+            except OSError as exc:
+                last["text"] = str(exc)
+                return None
+            return last["text"] if _value(last["text"], "redis_up") == 1 else None
+
+        try:
+            text = wait_for(scraped, 60, "redis_exporter to scrape the test server")
+        except AssertionError as exc:
+            scrape_errors = [line for line in last.get("text", "").splitlines() if "error" in line][:5]
+            raise AssertionError(f"{exc}: {log.read_text()[-2000:]} {scrape_errors}") from None
+        _get(f"http://127.0.0.1:{port}/metrics")  # a second scrape: every per-scrape command twice
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    output = log.read_text()
+    maxmemory = local_redis.client().info("memory")["maxmemory"]
+    assert _value(text, "redis_memory_max_bytes") == maxmemory > 0  # from INFO: no CONFIG needed
+    for series in ("redis_memory_used_bytes", "redis_connected_clients", "redis_aof_last_write_status",
+                   "redis_rdb_last_bgsave_status", "redis_uptime_in_seconds", "redis_slowlog_length"):
+        assert _value(text, series) is not None, series
+    assert not _refusals(local_redis, acl.EXPORTER_USER), _refusals(local_redis, acl.EXPORTER_USER)
+    assert "NOPERM" not in output, output[-2000:]
+
+
+def test_the_exporter_user_cannot_read_a_key_run_config_or_write(local_redis):
+    password = acl.monitoring_password(local_redis.redis_env, acl.EXPORTER_USER)
+    exporter = local_redis.client(acl.EXPORTER_USER, password, cert=acl.EXPORTER_USER)
+    assert exporter.info("memory")["maxmemory"] > 0
+    local_redis.client().set("tenant-a:exporter-test", "secret")
+    config = local_redis.redis_env[acl.RENAMED["CONFIG"]]
+    try:
+        for command in (("GET", "tenant-a:exporter-test"), ("SET", "tenant-a:x", "1"), ("SCAN", "0"),
+                        ("CONFIG", "GET", "maxmemory"), (config, "GET", "requirepass"), ("KEYS", "*"),
+                        ("EVAL", "return 1", "0"), ("CLIENT", "LIST"), ("MONITOR",), ("ACL", "LIST"),
+                        ("PSUBSCRIBE", "*"), ("DEL", "tenant-a:exporter-test"), ("BGSAVE",)):
+            # NOPERM; CONFIG and KEYS are also unknown under their own names (renamed): refused either way.
+            with pytest.raises(redis.exceptions.ResponseError, match="no permissions|unknown command"):
+                exporter.execute_command(*command)
+    finally:
+        local_redis.client().delete("tenant-a:exporter-test")
+
+
+@pytest.fixture
+def metrics_b(local_redis, tmp_path, monkeypatch):
+    """Tenant b's metrics exporter in this process, as its container runs it (own user, own certificate)."""
+    user = naming.metrics_user("b")
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(acl.monitoring_password(local_redis.redis_env, user))
+    crt, key = local_redis.cert(user)
+    env = {"TENANT": "b", "DATA_DIR": str(tmp_path), "METRICS_PASSWORD_FILE": str(password_file),
+           "REDIS_HOST": local_redis.host, "REDIS_PORT": str(local_redis.port), "TLS_CA_FILE": str(local_redis.ca),
+           "TLS_CERT_FILE": str(crt), "TLS_KEY_FILE": str(key)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from jobs.metrics import Exporter, Source
+
+    exporter = Exporter(Source())
+    threading.Thread(target=exporter.heartbeats.run, daemon=True).start()
+    local_redis.client().acl_log_reset()
+    yield exporter
+    local_redis.client().delete(naming.queue_key("b"))
+
+
+def test_metrics_exporter_counts_the_queue_and_the_oldest_tasks_age(local_redis, metrics_b, tmp_path):
+    import jobs.published  # noqa: F401 - the header every tenant process adds (tenantstack/celery.py imports it)
+    from tests.app.tenant_apps import tenant_app, tenant_config
+
+    app_b = tenant_app(tenant_config(local_redis, "b", tmp_path))
+    sent_at = time.time()
+    for i in range(5):  # no worker of b runs here: they stay queued
+        app_b.send_task("jobs.tasks.echo", args=[i])
+    time.sleep(1.1)  # so the oldest one is measurably old
+    text = metrics_b.render()
+    llen = local_redis.client().llen(naming.queue_key("b"))
+    assert llen == 5 and _value(text, 'tenantstack_queue_depth{tenant="b"}') == llen
+    age = _value(text, 'tenantstack_oldest_queued_task_age_seconds{tenant="b"}')
+    assert 1.0 <= age <= time.time() - sent_at + 0.5
+    assert _value(text, 'tenantstack_unacked_messages{tenant="b"}') == 0
+    assert _value(text, 'tenantstack_metrics_redis_up{tenant="b"}') == 1
+    assert _value(text, 'tenantstack_workers_alive{tenant="b"}') == 0  # and a's worker does not count for b
+    assert _value(text, 'tenantstack_metrics_database_up{tenant="b"}') == 0  # b has no database in this folder
+    assert not _refusals(local_redis, naming.metrics_user("b"))
+
+
+def test_metrics_user_reads_only_its_tenants_two_keys_and_listens_only_to_its_workers(local_redis):
+    user = naming.metrics_user("b")
+    metrics = local_redis.client(user, acl.monitoring_password(local_redis.redis_env, user), cert=user)
+    assert metrics.llen(naming.queue_key("b")) == 0 and metrics.hlen(naming.unacked_key("b")) == 0
+    for command in (("LLEN", naming.queue_key("a")), ("HLEN", naming.unacked_key("a")),
+                    ("GET", naming.key_prefix("b") + "x"), ("LPUSH", naming.queue_key("b"), "x"),
+                    ("RPOP", naming.queue_key("b")), ("DEL", naming.queue_key("b")), ("INFO",), ("SCAN", "0"),
+                    ("PUBLISH", naming.key_prefix("b") + "x", "x"), ("HGETALL", naming.unacked_key("b"))):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            metrics.execute_command(*command)
+    for pattern in (naming.worker_events_pattern("a"), naming.key_prefix("b") + "*", "*"):
+        pubsub = local_redis.client(user, acl.monitoring_password(local_redis.redis_env, user), cert=user).pubsub()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            pubsub.psubscribe(pattern)
+            pubsub.get_message(timeout=2)
+
+
+@pytest.mark.usefixtures("worker_a", "django_app")
+def test_metrics_exporter_sees_a_real_workers_heartbeats_and_its_finished_tasks(local_redis, data_dir_a, tmp_path,
+                                                                               monkeypatch):
+    """REDIS_HOST, REDIS_PORT and TLS_CA_FILE are tenant a's, in this process's environment since django_app."""
+    user = naming.metrics_user("a")
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(acl.monitoring_password(local_redis.redis_env, user))
+    crt, key = local_redis.cert(user)
+    for name, value in {"TENANT": "a", "DATA_DIR": str(data_dir_a), "METRICS_PASSWORD_FILE": str(password_file),
+                        "TLS_CERT_FILE": str(crt), "TLS_KEY_FILE": str(key)}.items():
+        monkeypatch.setenv(name, value)
+    from jobs.metrics import Exporter, Source
+    from jobs.tasks import echo
+
+    exporter = Exporter(Source())
+    threading.Thread(target=exporter.heartbeats.run, daemon=True).start()
+    wait_for(lambda: _value(exporter.render(), 'tenantstack_workers_alive{tenant="a"}') == 1, 20,
+             "tenant a's worker heartbeat to reach its metrics exporter")
+    done = [echo.delay({"metrics": i}) for i in range(3)]
+    for result in done:
+        result.get(timeout=60)
+    wait_for(lambda: _value(exporter.render(), 'tenantstack_tasks_finished_total{tenant="a",state="succeeded"}') == 3,
+             20, "three succeeded tasks to be counted from the result database")
+    text = exporter.render()
+    assert _value(text, 'tenantstack_task_runtime_seconds_count{tenant="a"}') == 3
+    assert _value(text, 'tenantstack_result_rows{tenant="a"}') >= 3
+    assert _value(text, 'tenantstack_database_bytes{tenant="a"}') > 0
+    assert _value(text, 'tenantstack_tasks_finished_total{tenant="a",state="failed"}') == 0
+    again = exporter.render()  # the watermark: nothing is counted twice
+    assert _value(again, 'tenantstack_tasks_finished_total{tenant="a",state="succeeded"}') == 3
+    assert not _refusals(local_redis, user)

@@ -1,0 +1,169 @@
+"""The alert rules as they ship: `promtool test rules` fires every alert on a series that crosses its threshold,
+and none of them on a healthy deployment; the rendered Prometheus and Alertmanager configurations load.
+
+Rendered from the committed templates with the table's defaults (envs/monitoring.env as `init` writes it).
+Annotations are left out of the unit test (promtool compares them verbatim); that each rule has a summary
+that says what to run is checked on its own. promtool and amtool are Debian's (ops/engine/testenv.py).
+"""
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from deployment import envs
+from ops.monitor import config
+
+DEFAULTS = {s.name: int(s.default) for s in envs.MONITORING_SETTINGS}
+T = DEFAULTS
+EVAL = "10m"  # past every `for:` of the defaults (5 min; Redis: 1 min)
+R = 'job="redis",instance="redis-exporter"'
+M = 'job="tenants",instance="tenant-metrics",tenant="b"'
+
+
+def _series(name: str, labels: str, values: str) -> dict:
+    return {"series": f"{name}{{{labels}}}", "values": values}
+
+
+# alert -> (input series, the labels it fires with besides alertname and severity)
+FIRING = {
+    "RedisDown": ([_series("up", R, "1 1 0x40")], {"job": "redis", "instance": "redis-exporter"}),
+    "RedisMemoryHigh": ([_series("redis_memory_used_bytes", R, "810x40"),
+                         _series("redis_memory_max_bytes", R, "1000x40")],
+                        {"job": "redis", "instance": "redis-exporter"}),
+    "RedisTooManyClients": ([_series("redis_connected_clients", R, f"{T['ALERT_REDIS_CLIENTS'] + 1}x40")],
+                            {"job": "redis", "instance": "redis-exporter"}),
+    "RedisNotPersisting": ([_series("redis_aof_last_write_status", R, "1 0x40"),
+                            _series("redis_rdb_last_bgsave_status", R, "1x40")],
+                           {"job": "redis", "instance": "redis-exporter"}),
+    "TenantQueueBacklog": ([_series("tenantstack_queue_depth", M, f"0 {T['ALERT_QUEUE_DEPTH'] + 100}x40")],
+                           {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+    "TenantOldestTaskTooOld": ([_series("tenantstack_oldest_queued_task_age_seconds", M,
+                                        f"{T['ALERT_OLDEST_TASK_SECONDS'] + 1}+60x40")],
+                               {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+    "TenantWorkerDown": ([_series("tenantstack_workers_alive", M, "1 0x40")],
+                         {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+    "TenantBeatStale": ([_series("tenantstack_beat_heartbeat_age_seconds", M,
+                                 f"{T['ALERT_BEAT_STALE_SECONDS'] + 1}+60x40")],
+                        {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+    # 2 failed and 2 succeeded a minute: 50 % of 60 tasks in 15 min.
+    "TenantTaskFailureRatioHigh": ([_series("tenantstack_tasks_finished_total", M + ',state="failed"', "0+2x40"),
+                                    _series("tenantstack_tasks_finished_total", M + ',state="succeeded"', "0+2x40")],
+                                   {"tenant": "b"}),
+    # promtool's clock starts at 0: a backup made 25 h before it.
+    "BackupMissing": ([_series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"',
+                               f"{-25 * 3600}x40")], {"job": "ops", "instance": "receiver"}),
+    "CertificateExpiring": ([_series("tenantstack_certificate_expiry_timestamp_seconds",
+                                     'job="ops",instance="receiver",certificate="redis"',
+                                     f"{(T['ALERT_CERT_DAYS'] - 1) * 86400}x40")],
+                            {"job": "ops", "instance": "receiver", "certificate": "redis"}),
+    "MonitoringTargetDown": ([_series("up", M, "1 0x40")],
+                             {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+}
+
+# A healthy deployment: every metric the rules read, well inside its threshold.
+HEALTHY = [
+    _series("up", R, "1x40"), _series("up", M, "1x40"), _series("redis_up", R, "1x40"),
+    _series("redis_memory_used_bytes", R, "100x40"), _series("redis_memory_max_bytes", R, "1000x40"),
+    _series("redis_connected_clients", R, "20x40"), _series("redis_aof_last_write_status", R, "1x40"),
+    _series("redis_aof_last_bgrewrite_status", R, "1x40"), _series("redis_rdb_last_bgsave_status", R, "1x40"),
+    _series("tenantstack_queue_depth", M, "3x40"), _series("tenantstack_oldest_queued_task_age_seconds", M, "2x40"),
+    _series("tenantstack_workers_alive", M, "1x40"), _series("tenantstack_beat_heartbeat_age_seconds", M, "5x40"),
+    _series("tenantstack_tasks_finished_total", M + ',state="failed"', "0+0x40"),
+    _series("tenantstack_tasks_finished_total", M + ',state="succeeded"', "0+10x40"),
+    _series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"', "0x40"),
+    _series("tenantstack_certificate_expiry_timestamp_seconds", 'job="ops",instance="receiver",certificate="redis"',
+            f"{400 * 86400}x40"),
+]
+
+
+def _rendered(thresholds=DEFAULTS, tenants=("a", "b")) -> dict:
+    rendered = config.files(tenants, thresholds)
+    return {path.relative_to(config.CONFIG).as_posix(): text for path, text in rendered.items()}
+
+
+def _rules() -> list[dict]:
+    doc = yaml.safe_load(_rendered()["prometheus/rules/alerts.yml"])
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is missing: `./invoke test` installs Debian's prometheus packages (ops/engine/testenv.py)"
+    return path
+
+
+def test_every_alert_has_a_case_and_a_summary_that_says_what_to_do():
+    names = [r["alert"] for r in _rules()]
+    assert len(names) == len(set(names)) and set(names) == set(FIRING)
+    for rule in _rules():
+        summary = rule["annotations"]["summary"]
+        assert "./invoke" in summary, f"{rule['alert']}: its summary must say what to run"
+        assert rule["labels"]["severity"] in ("page", "warn")
+
+
+def test_promtool_fires_each_alert_at_its_threshold_and_none_when_healthy(tmp_path):
+    doc = yaml.safe_load(_rendered()["prometheus/rules/alerts.yml"])
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations")
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(doc))
+    severity = {r["alert"]: r["labels"]["severity"] for r in _rules()}
+    tests = [{"interval": "1m", "input_series": series,
+              "alert_rule_test": [{"eval_time": EVAL, "alertname": name,
+                                   "exp_alerts": [{"exp_labels": {**labels, "severity": severity[name]}}]}]}
+             for name, (series, labels) in FIRING.items()]
+    tests.append({"interval": "1m", "input_series": HEALTHY,
+                  "alert_rule_test": [{"eval_time": EVAL, "alertname": name, "exp_alerts": []} for name in FIRING]})
+    # Not before `for:` has passed: a backlog of 4 minutes has not fired yet.
+    tests.append({"interval": "1m", "input_series": FIRING["TenantQueueBacklog"][0],
+                  "alert_rule_test": [{"eval_time": "4m", "alertname": "TenantQueueBacklog", "exp_alerts": []}]})
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({"rule_files": ["alerts.yml"], "tests": tests}))
+    proc = subprocess.run([_tool("promtool"), "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_rendered_configurations_load_and_the_commented_receivers_too(tmp_path):
+    files = _rendered()
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("/etc/tenantstack/prometheus", str(tmp_path / "prometheus")))
+    checked = subprocess.run([_tool("promtool"), "check", "config", str(tmp_path / "prometheus/prometheus.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout
+    am = tmp_path / "alertmanager/alertmanager.yml"
+    checked = subprocess.run([_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The documented email and Slack receivers, uncommented, are valid Alertmanager 0.25 configuration.
+    text = am.read_text()
+    text = re.sub(r"(?m)^  # (routes:|  - receiver:|    continue:|    matchers:)", r"  \1", text)
+    text = re.sub(r"(?m)^  # (- name: ops-|  (email|slack)_configs:|    [-a-z_ ]+[:-])", r"  \1", text)
+    am.write_text(text)
+    checked = subprocess.run([_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "3 receivers" in checked.stdout, checked.stdout + checked.stderr + text
+
+
+def test_one_threshold_changes_the_rule_and_every_placeholder_is_known():
+    raised = {**DEFAULTS, "ALERT_QUEUE_DEPTH": 7, "ALERT_FOR_SECONDS": 10}
+    rules = yaml.safe_load(_rendered(raised)["prometheus/rules/alerts.yml"])["groups"]
+    backlog = next(r for g in rules for r in g["rules"] if r["alert"] == "TenantQueueBacklog")
+    assert backlog["expr"] == "tenantstack_queue_depth > 7" and backlog["for"] == "10s"
+    assert not [t for t in _rendered().values() if config.PLACEHOLDER.search(t)]
+    targets = yaml.safe_load(_rendered()["prometheus/tenants.json"])
+    assert [t["labels"]["tenant"] for t in targets] == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", ["ALERT_QUEUE_DEPTH=0", "ALERT_FOR_SECONDS=soon"])
+def test_a_bad_threshold_is_one_line_naming_it_and_its_fix(tmp_path, bad):
+    from deployment.errors import DeploymentError
+
+    path = tmp_path / "monitoring.env"
+    path.write_text(envs.render_monitoring_example().replace(f"{bad.split('=')[0]}=", f"{bad}\n#", 1))
+    with pytest.raises(DeploymentError) as exc:
+        config.settings(path)
+    name = bad.split("=")[0]
+    assert name in str(exc.value) and envs.MONITORING[name].fix in str(exc.value) and "\n" not in str(exc.value)
