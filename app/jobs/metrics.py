@@ -46,6 +46,7 @@ from pathlib import Path
 
 from deployment import naming
 from deployment.messages import ALIVE_EVENTS, GONE_EVENT, event_of, published_at
+from jobs.healthcheck import HEARTBEAT_FILE  # the file beat touches: one owner
 
 PORT = naming.TENANT_METRICS_CONTAINER_PORT
 HEARTBEAT_WINDOW = 10.0  # seconds: five of Celery's 2 s worker heartbeats missed means the worker is gone
@@ -54,7 +55,6 @@ RUNTIME_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 STATES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 RESULT_TABLE = "django_celery_results_taskresult"
 DB_FILE = "db.sqlite3"
-HEARTBEAT_FILE = "beat.heartbeat"  # jobs/healthcheck.py's; not imported: that module is being reworked apart
 RECONNECT_AFTER = 2.0  # seconds before the event listener reconnects after an error
 
 
