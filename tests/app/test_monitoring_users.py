@@ -6,6 +6,7 @@ process, as `tenant-b-metrics`, while tenant a's real worker (the session worker
 stores its results. After each, Redis' ACL LOG holds no refusal of them: nothing they send is denied.
 """
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -58,9 +59,7 @@ def _value(text: str, series: str) -> float | None:
 
 @pytest.fixture
 def exporter_redis(tmp_path_factory):
-    """A server of its own (real redis.conf, real ACL). In the full fast suite the exporter could not connect to the
-    shared one for the whole minute, after the hostile tests (cause not found); what this test measures is the
-    exporter's commands, so it gets a server no other test has touched."""
+    """A server of its own (real redis.conf, real ACL), whose ACL LOG no other test has written to."""
     server = _local_redis.start(tmp_path_factory.mktemp("redis-exporter"))
     yield server
     server.stop()
@@ -75,7 +74,10 @@ def test_redis_exporter_gets_every_metric_it_asks_for_and_nothing_else(exporter_
     local_redis.client().acl_log_reset()
     log = tmp_path / "exporter.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(_exporter_argv(local_redis, port, password_file), stdout=out, stderr=subprocess.STDOUT)
+        # Only PATH, as in its container: redis_exporter reads REDIS_PASSWORD, REDIS_USER, ... from the environment,
+        # and the in-process Django fixture puts tenant a's there (the cause of a failure in the full suite).
+        proc = subprocess.Popen(_exporter_argv(local_redis, port, password_file), stdout=out, stderr=subprocess.STDOUT,
+                                env={"PATH": os.environ["PATH"]})
     last = {}
     try:
         def scraped():
