@@ -43,11 +43,11 @@ def _metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> str:
 
 def last_verified_backup() -> tuple[str, dt.datetime] | None:
     """(name, creation time) of the newest complete backup of the instance, or None."""
-    from ops.data import backup
+    from ops.data import backup_format
 
     if not BACKUPS.is_dir():
         return None
-    for path in reversed(backup.complete_backups()):
+    for path in reversed(backup_format.complete_backups()):
         try:
             created = json.loads((path / "manifest.json").read_text())["created"]
             return path.name, dt.datetime.fromisoformat(created)
