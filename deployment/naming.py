@@ -74,7 +74,7 @@ def service_name(tenant: str, role: str) -> str:
 
 def metrics_service(tenant: str) -> str:
     """Compose service of the tenant's metrics exporter (monitoring profile, on the monitoring network only)."""
-    return f"{_TENANT}{tenant}-metrics"
+    return service_name(tenant, "metrics")
 
 
 def metrics_user(tenant: str) -> str:
