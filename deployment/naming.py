@@ -31,6 +31,7 @@ BROKER_DB = 0  # every tenant shares DB 0; isolation is by key prefix + ACL, not
 ROLES = ("web", "worker", "beat")
 REDIS_DATA_VOLUME = "redis-data"  # the Compose volume (short name) of Redis' /data
 _TENANT = "tenant-"  # the one spelling of the prefix every tenant-derived name starts with
+_METRICS = "metrics"  # the suffix of a tenant's metrics exporter: its service and its Redis user
 
 
 def is_valid_tenant_name(name: str) -> bool:
@@ -42,7 +43,7 @@ def tenant_of(derived: str) -> str | None:
     if not derived.startswith(_TENANT):
         return None
     rest = derived[len(_TENANT):]
-    for role in ROLES:
+    for role in (*ROLES, _METRICS):
         if rest.endswith(f"-{role}"):
             rest = rest[: -len(role) - 1]
     return rest if is_valid_tenant_name(rest) else None
@@ -74,14 +75,14 @@ def service_name(tenant: str, role: str) -> str:
 
 def metrics_service(tenant: str) -> str:
     """Compose service of the tenant's metrics exporter (monitoring profile, on the monitoring network only)."""
-    return service_name(tenant, "metrics")
+    return service_name(tenant, _METRICS)
 
 
 def metrics_user(tenant: str) -> str:
     """The read-only Redis ACL user of the tenant's metrics exporter (also the CN of its client certificate).
 
     Cannot clash with a tenant's own user: tenant names hold no dash."""
-    return f"{_TENANT}{tenant}-metrics"
+    return f"{_TENANT}{tenant}-{_METRICS}"
 
 
 def unacked_key(tenant: str) -> str:

@@ -136,6 +136,8 @@ def test_each_tenant_and_operator_service_has_a_network_name_of_its_own():
     assert len(set(names)) == len(names)
     assert naming.TOOLS_NETWORK == naming.operator_network(naming.TOOLS_SERVICE) != naming.tenant_network("ops")
     assert naming.tenant_of(naming.TOOLS_NETWORK) is None  # an operator network belongs to no tenant
+    # A tenant's metrics exporter is the tenant's (restore stops and restarts it with the tenant's services).
+    assert naming.tenant_of(naming.metrics_service("b")) == naming.tenant_of(naming.metrics_user("b")) == "b"
 
 
 def test_every_secret_row_reaches_the_containers_as_a_file_only():

@@ -44,17 +44,17 @@ def _redis() -> tuple[int, dict]:
     return found[0]["State"]["Pid"], found[0]["NetworkSettings"]["Networks"] or {}
 
 
-def rules(tenants: list[str], networks: dict) -> list[str]:
-    """The chain's rules (iptables-restore lines) for the tenants whose network Redis is on."""
+def rules(limits: dict[str, int], networks: dict) -> list[str]:
+    """The chain's rules (iptables-restore lines) for the tenants ({tenant: cap}) whose network Redis is on."""
     lines = []
-    for tenant in tenants:
+    for tenant, limit in limits.items():
         net = networks.get(INSTANCE.network(naming.tenant_network(tenant))) or {}
         if not net.get("IPAddress"):
             continue  # Redis is not on that tenant's network (yet): nothing of the tenant can reach it
         if net.get("Gateway"):
             lines.append(f"-A {CHAIN} -s {net['Gateway']} -j RETURN")
         lines.append(f"-A {CHAIN} -d {net['IPAddress']} -p tcp --dport {naming.REDIS_TLS_PORT} --syn "
-                     f"-m connlimit --connlimit-above {limit_of(tenant)} --connlimit-mask 32 --connlimit-daddr "
+                     f"-m connlimit --connlimit-above {limit} --connlimit-mask 32 --connlimit-daddr "
                      "-j REJECT --reject-with tcp-reset")
     return lines
 
@@ -66,22 +66,22 @@ def apply(tenants: list[str], log=print) -> None:
             raise OpsError(f"{tool} is missing, so Redis' per-tenant connection limits cannot be set: "
                            "install it (apt-get install -y util-linux iptables) and run `./invoke up` again")
     pid, networks = _redis()
-    lines = rules(tenants, networks)
+    limits = {t: limit_of(t) for t in tenants}
+    lines = rules(limits, networks)
     table = "\n".join(["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
                        f":{CHAIN} - [0:0]", f"-A INPUT -j {CHAIN}", *lines, "COMMIT", ""])
     run(["nsenter", "--target", str(pid), "--net", "iptables-restore"], input=table,
         what="setting Redis' per-tenant connection limits")
     capped = [t for t in tenants if INSTANCE.network(naming.tenant_network(t)) in networks]
-    log(f"Redis connections capped per tenant: {', '.join(f'{t} {limit_of(t)}' for t in capped) or 'none yet'}")
+    log(f"Redis connections capped per tenant: {', '.join(f'{t} {limits[t]}' for t in capped) or 'none yet'}")
 
 
 def check(tenants: list[str]) -> list[str]:
     """What is missing from the running Redis' caps (empty when every tenant's is in place)."""
     pid, networks = _redis()
     out = probe(["nsenter", "--target", str(pid), "--net", "iptables", "-S", CHAIN])
-    have = set(out.stdout.splitlines()) if out.returncode == 0 else set()
-    want = rules(tenants, networks)
-    missing = [rule for rule in want if not any(_same(rule, h) for h in have)]
+    have = {_key(line) for line in out.stdout.splitlines()} if out.returncode == 0 else set()
+    missing = [rule for rule in rules({t: limit_of(t) for t in tenants}, networks) if _key(rule) not in have]
     return [f"Redis has no per-tenant connection limit in place ({len(missing)} rule(s) missing): run `./invoke up`"] \
         if missing else []
 
@@ -90,7 +90,3 @@ def _key(rule: str) -> tuple:
     """What makes a rule ours: iptables -S prints addresses with /32 and expands --syn, so compare these only."""
     words = rule.replace("/32", "").split()
     return tuple(words[words.index(flag) + 1] if flag in words else None for flag in ("-s", "-d", "--connlimit-above"))
-
-
-def _same(wanted: str, listed: str) -> bool:
-    return _key(wanted) == _key(listed)

@@ -3,9 +3,11 @@
 Real containers through `./invoke up --tools`; a real headless Chromium (Debian's) driven by Playwright.
 Tests that need keys seed fresh ones with the operator client and remove them afterwards.
 """
+import datetime
 import json
 import secrets
 import stat
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -102,7 +104,49 @@ def test_nothing_about_keys_is_served_without_login(commander_url, seeded):
     assert status == 200 and key in body, body
 
 
+class _PageRecord:
+    """What the page said while the test drove it: dialogs, console, navigations, sign-in and tree answers, and
+    every answer of 400 or more. Shown whole when the test fails."""
+
+    WATCHED = ("/signin", "/connections", "keystree")
+
+    def __init__(self, page, password: str):
+        self.lines: list[str] = []
+        self.refused: list[str] = []  # "<status> <url>" of every answer >= 400
+        self._password = password
+        page.on("dialog", lambda d: (self._note(f"dialog: {d.message}"), d.dismiss()))
+        page.on("console", lambda m: self._note(f"console {m.type}: {m.text}"))
+        page.on("framenavigated", lambda f: self._note(f"navigated: {f.url}") if f == page.main_frame else None)
+        page.on("response", self._answered)
+        page.on("requestfailed", lambda r: self._note(f"failed: {r.method} {r.url} {r.failure}"))
+
+    def _note(self, line: str) -> None:
+        self.lines.append(f"{datetime.datetime.now(datetime.UTC):%H:%M:%S.%f} {line}")
+
+    def _answered(self, response) -> None:
+        if response.status >= 400:
+            self.refused.append(f"{response.status} {response.url}")
+        if not any(w in response.url for w in self.WATCHED):
+            return
+        try:
+            body = response.text()[:120]
+        except Exception as exc:  # noqa: BLE001 - the body may be gone after a navigation
+            body = f"<{exc.__class__.__name__}>"
+        sent = response.request.post_data or ""
+        token = response.request.headers.get("authorization")
+        kind = "password" if "password" in sent else "token" if token else "none"
+        self._note(f"{response.request.method} {response.url} [{kind}] -> {response.status} "
+                   f"{body.replace(self._password, '<password>')}")
+
+
+def _commander_state() -> str:
+    name = container(tools.SERVICE)
+    logs = subprocess.run(["docker", "logs", "--timestamps", "--tail", "40", name], capture_output=True, text=True)
+    return f"{json.dumps(inspect(name)['State'])[:600]}\n{logs.stdout}{logs.stderr}"
+
+
 def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url, seeded):
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
     testenv.ensure_host_packages()
@@ -113,22 +157,35 @@ def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url,
         browser = pw.chromium.launch(executable_path=testenv.CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(commander_url)
-            expect(page.locator("#signinModal")).to_be_visible(timeout=UI_TIMEOUT_MS)
-            expect(page.locator("#keyTree")).not_to_contain_text("tenant-a")
-            page.fill("#signinUsername", env["COMMANDER_HTTP_USER"])
-            page.fill("#signinPassword", env["COMMANDER_HTTP_PASSWORD"])
-            page.click("#signinButton")
-            for key in (key_a, key_b):
-                folder = page.locator(f'[id="{CONNECTION}:{key.split(":")[0]}:"]')
-                expect(folder).to_be_visible(timeout=UI_TIMEOUT_MS)
-                if "jstree-closed" in (folder.get_attribute("class") or ""):
-                    folder.locator(":scope > i.jstree-ocl").click()
-                expect(page.locator(f'[id="{CONNECTION}:{key}_anchor"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
-            page.locator(f'[id="{CONNECTION}:{key_a}_anchor"]').click()
-            expect(page.locator("#body")).to_contain_text(f"Key: {key_a}", timeout=UI_TIMEOUT_MS)
-            expect(page.locator("#body textarea").first).to_have_value(value_a)
-            page.screenshot(path=str(SCREENSHOT))
+            record = _PageRecord(page, env["COMMANDER_HTTP_PASSWORD"])
+            try:
+                page.goto(commander_url)
+                expect(page.locator("#signinModal")).to_be_visible(timeout=UI_TIMEOUT_MS)
+                # Settled as a person would see it: faded in, and its `shown` handler has focused the user field.
+                expect(page.locator("#signinModal.in #signinUsername")).to_be_focused(timeout=UI_TIMEOUT_MS)
+                expect(page.locator("#keyTree")).not_to_contain_text("tenant-a")
+                page.fill("#signinUsername", env["COMMANDER_HTTP_USER"])
+                page.fill("#signinPassword", env["COMMANDER_HTTP_PASSWORD"])
+                with page.expect_navigation(timeout=UI_TIMEOUT_MS):  # an accepted login reloads the page
+                    page.click("#signinButton")
+                assert page.evaluate("sessionStorage.getItem('redisCommanderBearerToken')"), "no session"
+                for key in (key_a, key_b):
+                    folder = page.locator(f'[id="{CONNECTION}:{key.split(":")[0]}:"]')
+                    expect(folder).to_be_visible(timeout=UI_TIMEOUT_MS)
+                    if "jstree-closed" in (folder.get_attribute("class") or ""):
+                        folder.locator(":scope > i.jstree-ocl").click()
+                    expect(page.locator(f'[id="{CONNECTION}:{key}_anchor"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+                page.locator(f'[id="{CONNECTION}:{key_a}_anchor"]').click()
+                expect(page.locator("#body")).to_contain_text(f"Key: {key_a}", timeout=UI_TIMEOUT_MS)
+                expect(page.locator("#body textarea").first).to_have_value(value_a)
+                # The JSON view of the value is rendered (the viewer's script loaded), not its error text.
+                expect(page.locator("#jqtree_string_div")).to_contain_text(value_a)
+                page.screenshot(path=str(SCREENSHOT))
+                # Every file the UI loads is served: none is missing or behind the login.
+                assert not record.refused, record.refused
+            except (AssertionError, PlaywrightError) as exc:
+                raise AssertionError(f"{exc}\n--- the page:\n" + "\n".join(record.lines)
+                                     + f"\n--- redis-commander: {_commander_state()}") from None
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
