@@ -32,6 +32,7 @@ from ops.config.paths import (
     TENANTS_GENERATED,
 )
 from ops.core.errors import OpsError
+from ops.core.run import probe
 from ops.core.run import run as run_program
 from ops.engine import build_ca
 from ops.engine.provision import COMPOSE_ENV, compose_argv
@@ -207,8 +208,39 @@ def monitoring_variables() -> dict[str, str]:
     return {"TS_EXPORTER_USER": acl.EXPORTER_USER, "TS_PROMETHEUS_RETENTION": f"{days}d"}
 
 
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"  # Compose's own label: --project-directory
+_OWNED: set[str] = set()  # projects already checked in this process
+
+
+def foreign_checkouts(working_dirs: set[str], here: Path) -> list[Path]:
+    """The checkouts (other than `here`'s compose/ folder's) whose Compose started these containers, if still there."""
+    return sorted(Path(d).parent for d in working_dirs
+                  if d and Path(d).resolve() != here.resolve() and Path(d).is_dir())
+
+
+def check_owner() -> None:
+    """Refuse to act on an instance whose containers another checkout on this host started.
+
+    Two checkouts share the default instance's project name, ports and volumes: without this, `up` (or `down`,
+    or a restore) in a second clone would recreate the first one's containers with its own secrets. A checkout
+    that is gone (a deleted clone) owns nothing any more.
+    """
+    if INSTANCE.compose_project in _OWNED:
+        return
+    out = probe(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={INSTANCE.compose_project}",
+                 "--format", f'{{{{.Label "{WORKING_DIR_LABEL}"}}}}'])
+    if out.returncode == 0:  # no engine: Compose itself says so
+        foreign = foreign_checkouts(set(out.stdout.split()), COMPOSE_DIR)
+        if foreign:
+            raise OpsError(f"instance {INSTANCE.name}'s containers were started from the checkout at {foreign[0]}: "
+                           "run this task there (or `./invoke down` there first); another checkout on this host "
+                           "needs an instance of its own: TENANTSTACK_INSTANCE=<name> ./invoke ...")
+        _OWNED.add(INSTANCE.compose_project)
+
+
 def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout=None) -> subprocess.CompletedProcess:
-    """Print the command, then run it from the repository root."""
+    """Print the command, then run it from the repository root (refused for an instance another checkout runs)."""
+    check_owner()
     generate()
     argv = command(*args, profiles=profiles)
     if not quiet:

@@ -9,6 +9,7 @@ from deployment.instance import DEFAULT
 from ops.config.envfile import read_env, rel
 from ops.config.paths import INSTANCE, ROOT
 from ops.config.tenants import env_path
+from ops.core.errors import OpsError
 from ops.deploy import instances
 from tests.support import deployment as d
 
@@ -73,3 +74,27 @@ def test_the_default_instance_cannot_be_removed_by_instance_remove():
 def test_tenant_names_derive_from_one_prefix():
     assert {naming.tenant_of(naming.service_name("a", r)) for r in naming.ROLES} == {"a"}
     assert naming.tenant_of(naming.REDIS_SERVICE) is None and naming.tenant_of(naming.redis_user("b")) == "b"
+
+
+def test_a_checkout_cannot_act_on_an_instance_another_checkout_started(monkeypatch, tmp_path):
+    """Two clones share the default instance's name: the second one's `up`/`down` must not take over the first's.
+
+    Real containers, real Compose labels: this process plays a second checkout (its compose/ folder elsewhere)
+    and asks Compose for the suite's instance, whose containers this checkout started.
+    """
+    from ops.deploy import compose
+
+    other = tmp_path / "other-checkout" / "compose"
+    other.mkdir(parents=True)
+    monkeypatch.setattr(compose, "COMPOSE_DIR", other)
+    monkeypatch.setattr(compose, "_OWNED", set())
+    with pytest.raises(OpsError) as refused:
+        compose.run("ps", quiet=True, capture=True)
+    assert str(refused.value) == (
+        f"instance {INSTANCE.name}'s containers were started from the checkout at {ROOT}: run this task there "
+        "(or `./invoke down` there first); another checkout on this host needs an instance of its own: "
+        "TENANTSTACK_INSTANCE=<name> ./invoke ...")
+    # The checkout that started them is asked nothing and goes on; one deleted since owns nothing any more.
+    monkeypatch.setattr(compose, "COMPOSE_DIR", ROOT / "compose")
+    assert compose.run("ps", quiet=True, capture=True).returncode == 0
+    assert compose.foreign_checkouts({str(tmp_path / "deleted-clone" / "compose")}, other) == []
