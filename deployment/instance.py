@@ -30,6 +30,10 @@ IMAGE_REPO = "tenantstack"
 COMPONENTS = ("redis", "app", "redis-commander", "monitoring")  # the images an instance builds
 # Built only by `./invoke bench`, FROM the instance's app image; never deployed, removed after each bench run.
 BENCH_COMPONENT = "bench"
+# Compose's own labels: every object of a project carries the project (the instance name); its containers also
+# carry the --project-directory they were started with (the checkout's compose/ folder).
+PROJECT_LABEL = "com.docker.compose.project"
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 # UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
 UIDS = {"redis": 999, "app": 10001, "commander": 10002, "monitoring": 10003}
 

@@ -42,8 +42,9 @@ def resolve(arg: str) -> Path:
     for c in candidates:
         if c.is_dir():
             return c.resolve()
+    complete = fmt.complete_backups()
     raise OpsError(f"backup {arg!r} not found: give a folder name from {rel(BACKUPS)}/ "
-                   f"(newest: {fmt.complete_backups()[-1].name if fmt.complete_backups() else 'none yet'})")
+                   f"(newest: {complete[-1].name if complete else 'none yet'})")
 
 
 def tenants_with_data() -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from deployment import envs, naming
+from deployment.instance import PROJECT_LABEL, WORKING_DIR_LABEL
 from ops.config import tenants
 from ops.config.envfile import read_env, rel, write_private
 from ops.config.paths import (
@@ -208,7 +209,6 @@ def monitoring_variables() -> dict[str, str]:
     return {"TS_EXPORTER_USER": acl.EXPORTER_USER, "TS_PROMETHEUS_RETENTION": f"{days}d"}
 
 
-WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"  # Compose's own label: --project-directory
 _OWNED: set[str] = set()  # projects already checked in this process
 
 
@@ -227,7 +227,7 @@ def check_owner() -> None:
     """
     if INSTANCE.compose_project in _OWNED:
         return
-    out = probe(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={INSTANCE.compose_project}",
+    out = probe(["docker", "ps", "-a", "--filter", f"label={PROJECT_LABEL}={INSTANCE.compose_project}",
                  "--format", f'{{{{.Label "{WORKING_DIR_LABEL}"}}}}'])
     if out.returncode == 0:  # no engine: Compose itself says so
         foreign = foreign_checkouts(set(out.stdout.split()), COMPOSE_DIR)

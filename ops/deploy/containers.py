@@ -6,6 +6,7 @@ import tarfile
 import uuid
 from pathlib import Path
 
+from deployment.instance import PROJECT_LABEL
 from ops.config.paths import COMPOSE_PROJECT, INSTANCE
 from ops.core.errors import OpsError
 from ops.core.run import probe, run, stream
@@ -26,7 +27,7 @@ def volume_exists(short: str) -> bool:
 def ensure_volume(short: str) -> None:
     """Create a project volume the way Compose would (same labels), so Compose adopts it later."""
     if not volume_exists(short):
-        run(["docker", "volume", "create", "--label", f"com.docker.compose.project={COMPOSE_PROJECT}",
+        run(["docker", "volume", "create", "--label", f"{PROJECT_LABEL}={COMPOSE_PROJECT}",
              "--label", f"com.docker.compose.volume={short}", volume(short)], what=f"creating volume {volume(short)}")
 
 

@@ -8,15 +8,13 @@ import shutil
 from pathlib import Path
 
 from deployment import ports
-from deployment.instance import BENCH_COMPONENT, COMPONENTS, DEFAULT, ROOT, Instance, check_name
+from deployment.instance import BENCH_COMPONENT, COMPONENTS, DEFAULT, PROJECT_LABEL, ROOT, Instance, check_name
 from ops.core.errors import OpsError
 from ops.core.run import probe, run
 from ops.deploy.containers import JOB_INSTANCE_LABEL
 
-LABEL = "com.docker.compose.project"
 
-
-def _ids(kind: str, name: str, label: str = LABEL) -> list[str]:
+def _ids(kind: str, name: str, label: str = PROJECT_LABEL) -> list[str]:
     argv = {"container": ["docker", "ps", "-a", "-q"], "volume": ["docker", "volume", "ls", "-q"],
             "network": ["docker", "network", "ls", "-q"]}[kind]
     out = probe([*argv, "--filter", f"label={label}={name}"])

@@ -16,12 +16,12 @@ disappear with instances). On Docker Engine nothing is done: its DOCKER-ISOLATIO
 import json
 import shutil
 
+from deployment.instance import PROJECT_LABEL
 from ops.core.run import probe, run
 from ops.engine.provision import provisioned_here
 
 CHAIN = "TENANTSTACK_ISOLATION"
 CHAIN2 = "TENANTSTACK_ISOLATION_2"
-LABEL = "com.docker.compose.project"
 
 
 def compose_bridges() -> list[str]:
@@ -29,7 +29,7 @@ def compose_bridges() -> list[str]:
     out = probe(["podman", "network", "ls", "--format", "json"])
     networks = json.loads(out.stdout or "[]") if out.returncode == 0 else []
     return sorted({n["network_interface"] for n in networks
-                   if LABEL in (n.get("labels") or {}) and n.get("network_interface")})
+                   if PROJECT_LABEL in (n.get("labels") or {}) and n.get("network_interface")})
 
 
 def rules(bridges: list[str]) -> dict[str, list[list[str]]]:
