@@ -54,12 +54,15 @@ def _need_root(what: str) -> None:
                        "use sudo ./invoke ...")
 
 
-@task(name="engine")
+@task(name="engine", help={
+    "kind": "Provision and start this engine even where another one answers: docker (Docker Engine, the "
+            "default when none answers) or podman. It gets the default socket only if that is free; "
+            "otherwise ./invoke prints the DOCKER_HOST (or docker context) that reaches it."})
 @_fail_cleanly
-def engine_task(c):
-    """Find a Docker-API engine with Compose v2, or provision rootful Podman as one; then make the base image."""
+def engine_task(c, kind=None):
+    """Find a Docker-API engine with Compose v2, or provision Docker Engine as one; then make the base image."""
     t0 = time.monotonic()
-    decision = engine.ensure()
+    decision = engine.ensure(kind=kind)
     print(f"engine: {decision.message}")
     baseimage.ensure()
     print(f"engine: ready in {time.monotonic() - t0:.1f}s")
@@ -159,7 +162,7 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     for t in selected:
         print(f"up: tenant {t.name}: http://127.0.0.1:{t.web_port}/healthz")
     if monitoring:
-        print(f"up: Prometheus: http://127.0.0.1:{INSTANCE.prometheus_port}/graph, "
+        print(f"up: Prometheus: http://127.0.0.1:{INSTANCE.prometheus_port}/classic/graph, "
               f"Alertmanager: http://127.0.0.1:{INSTANCE.alertmanager_port}/api/v2/alerts")
 
 
@@ -249,15 +252,21 @@ def test(c, k="", fast=False, x=False):
     from ops.deploy import instances
     from ops.engine import testenv
 
-    if not fast:
-        _need_root("the container tests")
-        engine.ensure()
-        baseimage.ensure()
+    # Even the fast tests run what ships: the server image's Valkey, the monitoring image's promtool and
+    # exporter (tests/support/image_rootfs.py). So the engine and the instance's images come first.
+    _need_root("the tests (they run the images' own server and tools)")
+    engine.ensure()
+    baseimage.ensure()
     testenv.ensure_host_packages()
     instances.sweep_abandoned(log=lambda m: print(f"test: {m}", flush=True))
     name = f"test-{os.urandom(3).hex()}"
     env = {**os.environ, INSTANCE_VAR: name, ports.THROWAWAY_VAR: str(os.getpid())}
     env.pop("COMPOSE_PROJECT_NAME", None)
+    print(f"test: building instance {name}'s images (server, app, monitoring)", flush=True)
+    built = subprocess.run([str(ROOT / "invoke"), "build", "--monitoring"], cwd=ROOT, env=env, check=False)
+    if built.returncode:
+        instances.remove(name, log=lambda m: print(f"test: {m}", flush=True))
+        raise Exit(f"error: building the test instance's images failed (exit {built.returncode}): see above", code=2)
     argv = [sys.executable, "-m", "pytest", "-ra", "--durations=12", *(["-k", k] if k else []),
             *(["-m", "not containers"] if fast else []),
             *(["-x"] if x else [])]

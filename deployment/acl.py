@@ -26,13 +26,16 @@ from . import envs, lua, naming
 # (redis-py re-authenticates with AUTH). Dropped from what was seen: script|load (kombu only falls back
 # to it when a script is missing; the healthcheck preloads them, and a tenant loading scripts would
 # cache unbounded Lua outside maxmemory) and the test's own arbitrary scripts.
+# CLIENT SETINFO: redis-py sends `CLIENT SETINFO LIB-NAME`/`LIB-VER` on every new connection and ignores a
+# refusal; Redis 7.0 did not know the command, Valkey 8.1 does, and a refusal there is an ACL LOG entry on
+# every connect. It only labels the caller's own connection, so every user redis-py connects as has it.
 # Never granted, though some are "connection" commands: CLIENT TRACKING/KILL/PAUSE/NO-EVICT/LIST/INFO,
 # SELECT (and `databases 1` in redis.conf), SCAN/KEYS/RANDOMKEY/DBSIZE, PUBSUB, OBJECT, MEMORY,
 # SUBSCRIBE (kombu only PSUBSCRIBEs), EVAL/EVAL_RO/EVALSHA_RO/FCALL/FUNCTION/SCRIPT other than EXISTS.
 # RESET and QUIT cannot be denied: Redis 7.0 runs no-auth commands before any ACL check (RESET leaves
 # the connection with at most the user's rights; tests/app/test_hostile_tenant.py).
 TENANT_COMMANDS = (
-    "hello auth ping client|setname "                        # connect: RESP3 HELLO, AUTH, client_name
+    "hello auth ping client|setname client|setinfo "         # connect: RESP3 HELLO, AUTH, client_name, lib
     "lpush rpush rpop brpop llen del exists pexpire "        # queues (kombu's virtual transport)
     "sadd srem smembers "                                    # _kombu.binding.* tables
     "zadd zrem zrange zrangebyscore hset hget hdel set "     # unacked index/hash, Mutex (SET NX PX)
@@ -44,21 +47,32 @@ HEALTH_USER = "health"
 # The healthcheck also loads kombu's scripts after every start (redis/healthcheck.sh): script|load only.
 HEALTH_COMMANDS = "-@all +ping +auth +hello +script|load"
 COMMANDER_USER = "commander"
-# redis-commander: read-only, may list keys with SCAN (KEYS is renamed) and see INFO.
+# redis-commander: read-only, may list keys with SCAN (KEYS is renamed) and see INFO. Checked on Valkey 8.1 with
+# redis-commander 0.9.0 / ioredis 5.6.0 (tools/redis-commander/package-lock.json): its connection, server info, key
+# tree, each key type's view and export leave ACL LOG empty. ioredis 5.6 sends no CLIENT SETINFO, so unlike
+# redis-py's users this one needs no client|setinfo.
 COMMANDER_COMMANDS = ("-@all +@read -@dangerous +info +scan +ping +hello +auth +select +client|setname "
                       "+command +module|list")
 EXPORTER_USER = "exporter"
-# redis_exporter 1.45 (Debian's prometheus-redis-exporter), as compose/monitoring.yaml runs it: recorded with
-# ACL LOG against a user allowed nothing, one scrape at a time, until the log stayed empty. It sends AUTH,
-# CLIENT SETNAME, INFO ALL, SLOWLOG LEN, SLOWLOG GET and LATENCY LATEST per scrape. CONFIG GET is not granted:
-# the exporter runs with --config-command=- (it skips CONFIG and reads maxmemory from INFO). No key, no
-# channel, no Lua: --check-keys / key groups are not enabled. SLOWLOG GET shows the first arguments of slow
+# redis_exporter 1.69 (Debian 13's prometheus-redis-exporter) against Valkey 8.1, as compose/monitoring.yaml runs
+# it: recorded with ACL LOG against a user allowed nothing, one scrape at a time (ACL LOG RESET between them),
+# granting what was refused, until the log stayed empty over two scrapes. Refused in turn: CLIENT SETNAME, INFO
+# (INFO ALL; 1.69 retries a refused INFO ALL as a bare INFO); then SLOWLOG LEN, SLOWLOG GET, LATENCY LATEST and
+# LATENCY HISTOGRAM (new since 1.45: per-command latency histograms, no key names). AUTH is sent first on every
+# connection; Valkey runs it before any ACL check, so ACL LOG never shows it: an operator MONITOR did (AUTH, CLIENT
+# SETNAME, INFO ALL; it leaves out admin commands such as SLOWLOG and LATENCY). No PING (--ping-on-connect is off),
+# no CLIENT SETINFO (redigo does not send it). CONFIG GET is not granted: the exporter runs with --config-command=-
+# (it skips CONFIG and reads maxmemory from INFO memory, which Valkey reports like Redis). No key, no channel, no
+# Lua, no SELECT: --check-keys / key groups / streams are not enabled. SLOWLOG GET shows the first arguments of slow
 # commands (any tenant's key names): an operator-only view, as is this user.
-EXPORTER_COMMANDS = "-@all +auth +client|setname +info +slowlog|len +slowlog|get +latency|latest"
+EXPORTER_COMMANDS = ("-@all +auth +client|setname +info +slowlog|len +slowlog|get +latency|latest "
+                     "+latency|histogram")
 # Each tenant's metrics exporter (app/jobs/metrics.py): read-only on exactly the tenant's queue and unacked
 # hash (%R~: read-only key permission, Redis 7.0), and PSUBSCRIBE on exactly its workers' event pattern.
-# redis-py sends AUTH and CLIENT SETNAME on connect, PING as the pub/sub health check, PUNSUBSCRIBE on close.
-METRICS_COMMANDS = "-@all +auth +client|setname +ping +llen +lindex +hlen +psubscribe +punsubscribe"
+# redis-py sends AUTH, CLIENT SETNAME and CLIENT SETINFO on connect, PING as the pub/sub health check,
+# PUNSUBSCRIBE on close.
+METRICS_COMMANDS = ("-@all +auth +client|setname +client|setinfo +ping +llen +lindex +hlen +psubscribe "
+                    "+punsubscribe")
 # Commands renamed to generated names kept in envs/redis.env (ACL rules still use the original names),
 # and commands disabled outright.
 RENAMED = {"CONFIG": "REDIS_CONFIG_COMMAND", "KEYS": "REDIS_KEYS_COMMAND", "SHUTDOWN": "REDIS_SHUTDOWN_COMMAND"}

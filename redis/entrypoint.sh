@@ -36,7 +36,7 @@ fi
   auth=/run/secrets/redis/auth.conf
   config=$(sed -n 's/^rename-command CONFIG //p' "$auth")
   bind=$(sed -n 's/^bind //p' /etc/redis/redis.conf)
-  if REDISCLI_AUTH=$(sed -n 's/^requirepass //p' "$auth") redis-cli --no-auth-warning \
+  if REDISCLI_AUTH=$(sed -n 's/^requirepass //p' "$auth") valkey-cli --no-auth-warning \
        --tls --cacert /run/secrets/tls/ca.crt --cert /run/secrets/tls/server.crt --key /run/secrets/tls/server.key \
        -h 127.0.0.1 -p 6380 "$config" SET bind "$bind" | grep -qx OK; then
     echo "redis: kombu's scripts loaded; listening on $bind" >&2

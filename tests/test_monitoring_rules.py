@@ -3,10 +3,11 @@ and none of them on a healthy deployment; the rendered Prometheus and Alertmanag
 
 Rendered from the committed templates with the table's defaults (envs/monitoring.env as `init` writes it).
 Annotations are left out of the unit test (promtool compares them verbatim); that each rule has a summary
-that says what to run is checked on its own. promtool and amtool are Debian's (ops/engine/testenv.py).
+that says what to run is checked on its own. promtool and amtool are the monitoring image's own (Prometheus 2.53,
+Alertmanager 0.28), run on the host from its exported filesystem (tests/support/image_rootfs.py): the very
+build that loads these files in the containers.
 """
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -14,6 +15,7 @@ import yaml
 
 from deployment import envs
 from ops.monitor import config
+from tests.support import image_rootfs
 
 DEFAULTS = {s.name: int(s.default) for s in envs.MONITORING_SETTINGS}
 T = DEFAULTS
@@ -88,10 +90,9 @@ def _rules() -> list[dict]:
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: `./invoke test` installs Debian's prometheus packages (ops/engine/testenv.py)"
-    return path
+def _tool(name: str) -> list[str]:
+    """The command line of the monitoring image's promtool or amtool (`./invoke test` builds the image first)."""
+    return image_rootfs.argv("monitoring", name)
 
 
 def test_every_alert_has_a_case_and_a_summary_that_says_what_to_do():
@@ -120,7 +121,7 @@ def test_promtool_fires_each_alert_at_its_threshold_and_none_when_healthy(tmp_pa
     tests.append({"interval": "1m", "input_series": FIRING["TenantQueueBacklog"][0],
                   "alert_rule_test": [{"eval_time": "4m", "alertname": "TenantQueueBacklog", "exp_alerts": []}]})
     (tmp_path / "test.yml").write_text(yaml.safe_dump({"rule_files": ["alerts.yml"], "tests": tests}))
-    proc = subprocess.run([_tool("promtool"), "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True,
+    proc = subprocess.run([*_tool("promtool"), "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -131,19 +132,19 @@ def test_rendered_configurations_load_and_the_commented_receivers_too(tmp_path):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.replace("/etc/tenantstack/prometheus", str(tmp_path / "prometheus")))
-    checked = subprocess.run([_tool("promtool"), "check", "config", str(tmp_path / "prometheus/prometheus.yml")],
+    checked = subprocess.run([*_tool("promtool"), "check", "config", str(tmp_path / "prometheus/prometheus.yml")],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "1 rule files found" in checked.stdout
     am = tmp_path / "alertmanager/alertmanager.yml"
-    checked = subprocess.run([_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
+    checked = subprocess.run([*_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    # The documented email and Slack receivers, uncommented, are valid Alertmanager 0.25 configuration.
+    # The documented email and Slack receivers, uncommented, are valid Alertmanager 0.28 configuration.
     text = am.read_text()
     text = re.sub(r"(?m)^  # (routes:|  - receiver:|    continue:|    matchers:)", r"  \1", text)
     text = re.sub(r"(?m)^  # (- name: ops-|  (email|slack)_configs:|    [-a-z_ ]+[:-])", r"  \1", text)
     am.write_text(text)
-    checked = subprocess.run([_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
+    checked = subprocess.run([*_tool("amtool"), "check-config", str(am)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0 and "3 receivers" in checked.stdout, checked.stdout + checked.stderr + text
 
 

@@ -13,7 +13,7 @@ LABELS = {
     "throughput_A_over_B": "tasks/s, as shipped (A) / same settings on plain Redis (B)",
     "idle_cores_per_tenant": "cores at rest per tenant (host helpers included)",
     "p99_latency_A_over_C": "p99 latency at 100 tasks/s, A / C",
-    "backup_over_raw": "backup / (raw BGSAVE + redis-check-rdb)",
+    "backup_over_raw": "backup / (raw BGSAVE + valkey-check-rdb)",
     "restore_downtime_over_naive": "restore's tenant-visible downtime / naive stop-copy-start",
     "flush_over_delete_expired_rows_per_s": "flush-results rows/s / delete_expired rows/s",
     "flush_write_p99_over_without": "result-write p99 during flush-results / without a flush",

@@ -8,7 +8,8 @@ Sections (`--only SECTION` runs one; each prints a line when it starts and when 
   latency     100 tasks/s offered, A and C interleaved: p50, p99, max, and what the p99 waits on
   memory      Redis memory per 10k queued tasks (A, nothing consuming)
   flush       flush-results' batched delete vs delete_expired, rows/s, and the worker's result-write p99 meanwhile
-  backup      backup vs raw BGSAVE + redis-check-rdb; whole restore's tenant-visible downtime vs the naive one
+  backup      backup vs raw BGSAVE + valkey-check-rdb (from the server image, as backups are checked); whole
+              restore's tenant-visible downtime vs the naive one
   monitoring  the instance's cores at rest with the monitoring profile running / without it, interleaved, and the
               publish-time header's cost per published task (the only thing monitoring adds to a task's path)
 """
@@ -323,7 +324,8 @@ def backup(cfg: dict, log) -> dict:
         try:
             containers.copy_out(naming.REDIS_SERVICE, "/data", ["dump.rdb"], tmp)
             t0 = time.monotonic()
-            fmt.run_checker(["redis-check-rdb", str(tmp / "dump.rdb")], "bench")
+            # The same checker as a backup's, run the same way: the server image's, in a throwaway container.
+            fmt.check_redis_files(tmp, "bench: the raw BGSAVE", rdb=fmt.RDB_NAME)
             raw_check = time.monotonic() - t0
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -3,9 +3,9 @@
 Configuration A, B and C (tenantbench/worker.py) each get a worker and a driver container from the bench
 image, with tenant a's env file and client certificate, the shipped service's hardening (read-only root,
 no capabilities, no-new-privileges, init) and a scratch data volume of their own (a fresh SQLite results
-database): only the Celery settings differ. B and C talk to one plain Redis (no TLS, no ACL, the same
-persistence settings) on tenant a's network; every container gets tenant a's worker limits and its
-secrets as files. Every name carries the instance's name, and everything
+database): only the Celery settings differ. B and C talk to one plain Redis (the server image's own
+valkey-server: no TLS, no ACL, the same persistence settings) on tenant a's network; every container gets
+tenant a's worker limits and its secrets as files. Every name carries the instance's name, and everything
 is removed on leaving, also after a failure.
 """
 import os
@@ -116,11 +116,12 @@ class Stack:
         clean()
         try:
             if set(self.configs) & {"B", "C"}:
+                # The server image's own valkey-server, configured on the command line instead of redis.conf.
                 run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", NETWORK,
-                     "--entrypoint", "redis-server", compose.image("redis"), "--port", "6379",
+                     "--entrypoint", "valkey-server", compose.image("redis"), "--port", "6379",
                      "--protected-mode", "no", "--dir", "/tmp", "--appendonly", "yes", "--appendfsync", "everysec",
                      "--maxmemory-policy", "noeviction"], what="bench: starting the plain Redis")
-                ping = ["docker", "exec", PLAIN_REDIS, "redis-cli", "ping"]
+                ping = ["docker", "exec", PLAIN_REDIS, "valkey-cli", "ping"]
                 wait_until(lambda: None if "PONG" in probe(ping).stdout else "PONG", timeout=60,
                            what="bench: the plain Redis", fix=f"see `docker logs {PLAIN_REDIS}`")
             for c in self.configs:

@@ -93,7 +93,9 @@ def snapshot_redis(dest: Path, journal: jn.Journal, log=print) -> dict:
         except (redis.RedisError, OSError, OpsError) as exc:
             log(f"backup: automatic AOF rewrites not restored yet ({jn.one_line(exc)}): the next task or "
                 "`./invoke recover` does it")
-    return {"redis_version": client.info("server")["redis_version"], "keyspace": keys}
+    # The manifest names the server by its own name and version (valkey 8.1.1), and keeps redis_version (7.2.4,
+    # Valkey's compatibility level) for older tooling that reads only that.
+    return {**fmt.server_meta(client.info("server")), "keyspace": keys}
 
 
 def running_tenants() -> list[str]:

@@ -3,32 +3,41 @@
 backups/<UTC timestamp>/ (the stamp: STAMP_RE):
   redis/dump.rdb, redis/appendonlydir/...   taken at one instant (client writes paused for the copy)
   tenants/<name>/db.sqlite3 (or db.pgdump)   each running tenant's database
-  manifest.json                              format, time, Redis version, keyspace, tenants, size + sha256 of every file
+  manifest.json                              format, time, the server that wrote it (server_of), keyspace,
+                                             tenants, size + sha256 of every file
 A folder being written is hidden as .<stamp>.partial (a restore's copy of the current data as
 .pre-restore-<stamp>.partial: PARTIAL_RE) and renamed only once verify() passed. Everything is private:
 root's, folders 0700, files 0600 (make_private), because a backup holds every tenant's data.
 
 Backup (ops/data/backup.py) writes this format and restore (ops/data/restore.py) reads it; both import
 this module and neither imports the other.
+
+The Redis files are checked by the server image's own valkey-check-rdb and valkey-check-aof (check_redis_files),
+run in a throwaway container of the instance's server image, never by a host binary: a backup is judged by the
+build that wrote it and will read it back.
 """
 import datetime as dt
 import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 from pathlib import Path
 
 from ops.config.envfile import rel
-from ops.config.paths import BACKUPS
+from ops.config.paths import BACKUPS, INSTANCE
 from ops.core.errors import OpsError
 from ops.core.run import probe
 
 FORMAT = 1
+REDIS_DIR = "redis"
 AOF_DIR = "appendonlydir"
-AOF_MANIFEST = f"redis/{AOF_DIR}/appendonly.aof.manifest"
-RDB = "redis/dump.rdb"
+AOF_MANIFEST_NAME = "appendonly.aof.manifest"
+AOF_MANIFEST = f"{REDIS_DIR}/{AOF_DIR}/{AOF_MANIFEST_NAME}"
+RDB_NAME = "dump.rdb"
+RDB = f"{REDIS_DIR}/{RDB_NAME}"
 STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
 PARTIAL_RE = re.compile(r"^\.(pre-restore-)?\d{8}T\d{6}Z\.partial$")
 
@@ -82,13 +91,149 @@ def write_manifest(dest: Path, meta: dict, tenant_names: list[str]) -> dict:
     return manifest
 
 
-def run_checker(argv: list[str], what: str) -> None:
-    if not shutil.which(argv[0]):
-        raise OpsError(f"{argv[0]} is missing: install redis-tools (apt-get install -y redis-tools)")
-    proc = probe(argv, what=what)
-    out = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0 or ("OK" not in out and "is valid" not in out):
-        raise OpsError(f"{what} failed {argv[0]}: {out.splitlines()[-1] if out else 'no output'}")
+def server_info(info: dict) -> dict:
+    """The running server as a manifest names it, from INFO server.
+
+    Valkey names itself (server_name, valkey_version) and reports redis_version 7.2.4 only as the Redis version
+    it is compatible with; Redis reports redis_version alone. `redis_version` is kept beside the server's own
+    version so older tooling that reads it still finds one."""
+    name = str(info.get("server_name") or "redis")
+    own = info.get(f"{name}_version")
+    return {"name": name, "version": str(own if own is not None else info["redis_version"]),
+            "redis_version": str(info["redis_version"])}
+
+
+def server_of(manifest: dict) -> dict | None:
+    """The server that wrote a backup: this format's `server` section, or, in a manifest of the previous release
+    (top-level redis_version only, written when the server was Redis 7.0), Redis of that version. None when
+    the manifest names neither."""
+    server = manifest.get("server")
+    if server is not None:
+        if not (isinstance(server, dict) and isinstance(server.get("name"), str)
+                and isinstance(server.get("version"), str) and server["name"] and server["version"]):
+            return None
+        return {"name": server["name"], "version": server["version"],
+                "redis_version": str(server.get("redis_version") or manifest.get("redis_version") or "")}
+    legacy = manifest.get("redis_version")
+    if isinstance(legacy, str) and legacy:
+        return {"name": "redis", "version": legacy, "redis_version": legacy}
+    return None
+
+
+def server_meta(info: dict) -> dict:
+    """What a backup's manifest records about the server that wrote it (both spellings: see server_info)."""
+    server = server_info(info)
+    return {"server": server, "redis_version": server["redis_version"]}
+
+
+# The server image's own checkers (Debian's valkey-tools in redis/Dockerfile).
+CHECK_RDB, CHECK_AOF = "valkey-check-rdb", "valkey-check-aof"
+_SUCCESS = {CHECK_RDB: "RDB looks OK", CHECK_AOF: "All AOF files and manifest are valid"}
+_STATUS = "tenantstack-checker-status"  # printed by the container's shell after each checker: `<mark> <checker> $?`
+_STATUS_RE = re.compile(rf"^{_STATUS} (\S+) (\d+)$")
+NOT_FOUND = 127  # the shell's exit status for a command it cannot find
+
+
+def server_image() -> str:
+    return INSTANCE.image("redis")
+
+
+def _scratch_kib(folder: Path, aof_dir: str | None) -> int:
+    """Room for the AOF directory's copy (tmpfs rounds each file up to a 4 KiB page), plus 1 MiB."""
+    total = 0
+    if aof_dir is not None and (folder / aof_dir).is_dir():
+        total = sum(-(-p.stat().st_size // 4096) * 4 for p in (folder / aof_dir).rglob("*") if p.is_file())
+    return total + 1024
+
+
+def _reason(lines: list[str]) -> str:
+    """The checker's own diagnosis among its lines: the line after RDB ERROR DETECTED, else its last say."""
+    for i, line in enumerate(lines[:-1]):
+        if "RDB ERROR DETECTED" in line:
+            return lines[i + 1]
+    said = [line for line in lines
+            if not line.startswith(("[info]", "[additional info]")) and "Checking RDB file" not in line
+            and "Terminating server" not in line]
+    if not said:
+        return "it could not read the file (it reads as root without capabilities: root must own the file)"
+    # valkey-check-aof suggests --fix, which truncates the file in place: never the fix for a backup.
+    return said[-1].split(" Use the --fix option", 1)[0].rstrip(".")
+
+
+def _checks(rdb: str | None, aof_manifest: str | None) -> list[tuple[str, str, str]]:
+    """(checker, file relative to the mounted folder, its shell command in the container) for each check."""
+    checks = []
+    if rdb is not None:
+        checks.append((CHECK_RDB, rdb, f"{CHECK_RDB} {shlex.quote('/backup/' + rdb)}"))
+    if aof_manifest is not None:
+        aof_dir = str(Path(aof_manifest).parent)
+        copy = (f"mkdir -p {shlex.quote('/data/' + aof_dir)} && cp -R {shlex.quote('/backup/' + aof_dir + '/.')} "
+                f"{shlex.quote('/data/' + aof_dir + '/')}")
+        checks.append((CHECK_AOF, aof_manifest, f"{copy} && {CHECK_AOF} {shlex.quote('/data/' + aof_manifest)}"))
+    return checks
+
+
+def checker_argv(folder: Path, rdb: str | None = None, aof_manifest: str | None = None) -> list[str]:
+    """The one `docker run` of check_redis_files (see there for why each option)."""
+    checks = _checks(rdb, aof_manifest)
+    # One stream (stderr into stdout) keeps each checker's lines before its own status line.
+    script = "\n".join(["exec 2>&1", *(f'{cmd}; echo "{_STATUS} {checker} $?"' for checker, _, cmd in checks)])
+    scratch = _scratch_kib(folder, str(Path(aof_manifest).parent) if aof_manifest is not None else None)
+    # /data is the image's VOLUME: a tmpfs there is the scratch space, and no anonymous volume is made.
+    return ["docker", "run", "--rm", "--pull", "never", "--network", "none", "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges:true", "--user", "0:0",
+            "--tmpfs", f"/data:rw,size={scratch}k,mode=0700", "-v", f"{folder.resolve()}:/backup:ro",
+            "--entrypoint", "sh", server_image(), "-c", script]
+
+
+def _sections(stdout: str) -> dict[str, tuple[int, list[str]]]:
+    """checker -> (its exit status, the non-empty lines it printed), from the container's one output stream."""
+    sections, lines = {}, []
+    for raw in stdout.splitlines():
+        line = raw.strip()
+        if match := _STATUS_RE.match(line):
+            sections[match.group(1)] = (int(match.group(2)), lines)
+            lines = []
+        elif line:
+            lines.append(line)
+    return sections
+
+
+def check_redis_files(folder: Path, subject: str, rdb: str | None = None, aof_manifest: str | None = None) -> None:
+    """Run valkey-check-rdb on folder/rdb and valkey-check-aof on the multi-part AOF whose manifest is
+    folder/aof_manifest (paths relative to folder), in one throwaway container of the instance's server image.
+
+    The container has no network, a read-only root, no capabilities and no-new-privileges; folder is mounted
+    read-only. It runs as root (uid 0), not as the server's UID: backups are root's, files 0600 in 0700
+    folders (make_private, and restore's check_private refuses anything looser), so only their owner can
+    read them; root without capabilities has exactly the owner's rights and cannot bypass any permission.
+    valkey-check-aof opens every AOF file read-write (it can truncate with --fix), so it checks a copy of
+    the AOF directory on a tmpfs sized for it, never the backup. Podman's Docker API reports exit code 0 for
+    `docker run --rm` whatever the container did, so the shell prints each checker's exit status on a line
+    of its own and that is what counts; the checker's own success line is required too.
+    Raises one OpsError line: `<subject> is corrupt: <file> failed <checker>: <its diagnosis> (exit N)`, or
+    why it could not check (the image is missing or predates Valkey: `./invoke build`).
+    """
+    image = server_image()
+    checks = _checks(rdb, aof_manifest)
+    names = " and ".join(checker for checker, _, _ in checks)
+    proc = probe(checker_argv(folder, rdb, aof_manifest), what=f"{names} in {image}", timeout=1800)
+    sections = _sections(proc.stdout)
+    for checker, member, _ in checks:
+        if checker not in sections:
+            if probe(["docker", "image", "inspect", "--format", "{{.Id}}", image]).returncode != 0:
+                raise OpsError(f"cannot check {subject}: the server image {image} is missing ({names} run from it, "
+                               "never from the host): build it with `./invoke build`")
+            said = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+            raise OpsError(f"cannot check {subject}: {checker} did not run in {image} (exit {proc.returncode}): "
+                           f"{said[:300]}")
+        status, said = sections[checker]
+        if status == NOT_FOUND:
+            raise OpsError(f"cannot check {subject}: the server image {image} has no {checker} (built before the "
+                           "move to Valkey?): rebuild it with `./invoke build`")
+        if status != 0 or not any(_SUCCESS[checker] in line for line in said):
+            raise OpsError(f"{subject} is corrupt: {folder.name}/{member} failed {checker}: {_reason(said)[:300]} "
+                           f"(exit {status})")
 
 
 def read_manifest(path: Path) -> dict:
@@ -105,6 +250,9 @@ def read_manifest(path: Path) -> dict:
         well_formed = False
     if not well_formed:  # a real check, not an assert: asserts vanish under python -O
         raise OpsError(f"backup {where} is incomplete: manifest.json is missing or unreadable; pick another backup")
+    if server_of(manifest) is None:
+        raise OpsError(f"backup {where} is incomplete: manifest.json names no server that wrote it (neither a "
+                       "`server` section nor `redis_version`); pick another backup")
     for required in (RDB, AOF_MANIFEST):
         if required not in files:
             raise OpsError(f"backup {where} is incomplete: manifest lists no {required}; pick another backup")
@@ -126,14 +274,15 @@ def check_files(path: Path, files: dict) -> None:
 
 
 def verify(path: Path, log=print) -> dict:
-    """Everything restore needs, checked: manifest, sizes, checksums, redis-check-rdb/aof, SQLite integrity."""
+    """Everything restore needs, checked: manifest, sizes, checksums, valkey-check-rdb/aof, SQLite integrity."""
     where = path.name
     manifest = read_manifest(path)
     check_files(path, manifest["files"])
     log(f"verify: {len(manifest['files'])} files match their sizes and sha256")
-    run_checker(["redis-check-rdb", str(path / RDB)], f"backup {where} is corrupt: {RDB}")
-    run_checker(["redis-check-aof", str(path / AOF_MANIFEST)], f"backup {where} is corrupt: {AOF_MANIFEST}")
-    log("verify: redis-check-rdb and redis-check-aof OK")
+    check_redis_files(path / REDIS_DIR, f"backup {where}", rdb=RDB_NAME, aof_manifest=f"{AOF_DIR}/{AOF_MANIFEST_NAME}")
+    server = server_of(manifest)
+    log(f"verify: {CHECK_RDB} and {CHECK_AOF} of {server_image()} OK "
+        f"(written by {server['name']} {server['version']})")
     for name in manifest.get("tenants", []):
         db = path / "tenants" / name / "db.sqlite3"
         if db.exists():

@@ -2,7 +2,8 @@
 
 Order matters and is the point of this module:
   1. refuse a backup others could have changed (group/other writable, or a foreign owner), then verify it
-     completely (checksums, redis-check-rdb/aof, SQLite integrity) and check free space, before touching anything;
+     completely (checksums, the server image's valkey-check-rdb/aof, SQLite integrity) and check free space,
+     before touching anything;
   2. stop every tenant service, take Redis' key counts, stop Redis (its shutdown save makes the files final);
   3. copy the live data aside as a full, verified, private backup of its own (pre-restore-<stamp>);
   4. put back BOTH dump.rdb and appendonlydir/: with appendonly yes Redis loads only the AOF, so restoring
@@ -89,8 +90,10 @@ def _writable_by(path: Path, uid: int) -> None:
     os.chown(path, uid, uid)
 
 
-def save_current(dest: Path, keys: dict, redis_version: str, tenant_names: list[str], log=print) -> None:
-    """Copy the stopped deployment's data into dest as a complete backup (same format, verified)."""
+def save_current(dest: Path, keys: dict, server: dict, tenant_names: list[str], log=print) -> None:
+    """Copy the stopped deployment's data into dest as a complete backup (same format, verified).
+
+    server: fmt.server_meta() of the server that wrote the data, taken before it stopped."""
     _writable_by(dest / "redis", UIDS["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
     fault_point("saving-current")
@@ -102,7 +105,7 @@ def save_current(dest: Path, keys: dict, redis_version: str, tenant_names: list[
                     "d=sqlite3.connect('/backup/db.sqlite3'); s.backup(d); d.close(); s.close()\"")
     # The jobs wrote as the container UIDs with their own umask: make the copy private like any backup.
     fmt.make_private(dest)
-    fmt.write_manifest(dest, {"redis_version": redis_version, "keyspace": keys}, tenant_names)
+    fmt.write_manifest(dest, {**server, "keyspace": keys}, tenant_names)
     log(f"restore: current data saved as {rel(dest)}")
 
 
@@ -169,8 +172,10 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
         raise OpsError(f"backup {source.name} holds PostgreSQL dumps ({', '.join(pg)}): restore them with "
                        "pg_restore --clean into the tenant's DATABASE_URL; this task restores SQLite tenants only")
     if not assume_yes:
+        written = fmt.server_of(manifest)  # this release's `server`, or an older manifest's redis_version
         confirm(f"Replace ALL Redis data and the databases of tenants {manifest.get('tenants') or 'none'} "
-                f"with backup {source.name} ({manifest['created']})?")
+                f"with backup {source.name} ({manifest['created']}, written by {written['name']} "
+                f"{written['version']})?")
     old_umask = os.umask(0o077)  # the pre-restore copy is a backup too: private from its first byte
     try:
         with jn.operation("restore") as journal:
@@ -219,12 +224,12 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
         if tenant_services:
             compose.run("stop", *tenant_services, profiles=compose.all_profiles())
         fault_point("stopped-services")
-        live_space, version = fmt.keyspace(client), client.info("server")["redis_version"]
+        live_space, server = fmt.keyspace(client), fmt.server_meta(client.info("server"))
         journal.update(state, step="stopping Redis")
         compose.run("stop", "redis")
         fault_point("stopped-redis")
         journal.update(state, step="saving the current data aside")
-        save_current(partial, live_space, version, tenants_with_data(), log)
+        save_current(partial, live_space, server, tenants_with_data(), log)
         fmt.verify(partial, log=lambda m: log(f"restore: pre-restore {m}"))
         partial.rename(aside)
         journal.update(state, step="putting the backup back")

@@ -18,7 +18,7 @@ import shutil
 
 from deployment.instance import PROJECT_LABEL
 from ops.core.run import probe, run
-from ops.engine.provision import provisioned_here
+from ops.engine.provision import podman_in_use
 
 CHAIN = "TENANTSTACK_ISOLATION"
 CHAIN2 = "TENANTSTACK_ISOLATION_2"
@@ -40,7 +40,7 @@ def rules(bridges: list[str]) -> dict[str, list[list[str]]]:
 
 def apply(log=print) -> bool:
     """Rebuild the chains from the host's Compose bridges; returns whether anything was applied."""
-    if not provisioned_here() or not shutil.which("iptables") or not shutil.which("podman"):
+    if not podman_in_use() or not shutil.which("iptables") or not shutil.which("podman"):
         return False
     bridges = compose_bridges()
     wanted = rules(bridges)

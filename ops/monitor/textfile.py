@@ -41,18 +41,23 @@ def _metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def last_verified_backup() -> tuple[str, dt.datetime] | None:
-    """(name, creation time) of the newest complete backup of the instance, or None."""
+def last_verified_backup() -> tuple[str, dt.datetime, dict] | None:
+    """(name, creation time, the server that wrote it) of the newest complete backup of the instance, or None.
+
+    The server comes from this release's manifest `server` section or, for a backup of the previous release,
+    its redis_version (backup_format.server_of): a backup taken before the move to Valkey still counts."""
     from ops.data import backup_format
 
     if not BACKUPS.is_dir():
         return None
     for path in reversed(backup_format.complete_backups()):
         try:
-            created = json.loads((path / "manifest.json").read_text())["created"]
-            return path.name, dt.datetime.fromisoformat(created)
-        except (OSError, ValueError, KeyError):
+            manifest = json.loads((path / "manifest.json").read_text())
+            created, server = dt.datetime.fromisoformat(manifest["created"]), backup_format.server_of(manifest)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # unreadable manifest: not a backup restore would accept either
+        if server is not None:  # a manifest naming no server is refused by restore too
+            return path.name, created, server
     return None
 
 

@@ -79,7 +79,9 @@ def _write_monitoring_passwords(redis_env: dict[str, str], names) -> None:
     root = INSTANCE.monitoring_secrets
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # only folders below, each closed to all but its user
-    address = f"rediss://{naming.REDIS_SERVICE}:{naming.REDIS_TLS_PORT}"
+    # redis_exporter 1.69 (Debian 13) looks its password up under the address with the user in it when
+    # -redis.user is set (1.45 used the bare address); without a match it connects unauthenticated.
+    address = f"rediss://{acl.EXPORTER_USER}@{naming.REDIS_SERVICE}:{naming.REDIS_TLS_PORT}"
     _private_file(root / EXPORTER_DIR / EXPORTER_FILE,
                   json.dumps({address: acl.monitoring_password(redis_env, acl.EXPORTER_USER)}) + "\n",
                   UIDS["monitoring"])

@@ -18,6 +18,9 @@ import redis
 from deployment import acl, lua, naming
 from tests.app.hostile import TenantB, assert_survived
 
+# Every test here sends what the server must refuse: its ACL LOG entries are expected (tests/conftest.py).
+pytestmark = pytest.mark.attacks
+
 A, B = naming.key_prefix("a"), naming.key_prefix("b")
 B_SECRET = B + "hostile:secret"
 

@@ -1,13 +1,14 @@
 """The monitoring profile's Redis users against the real redis.conf and a real worker: all they need, nothing more.
 
-redis_exporter is Debian's 1.45 run with the flags compose/monitoring.yaml gives it (read from that file), as
-the `exporter` user with its own certificate; tenant b's metrics exporter is app/jobs/metrics.py in this
-process, as `tenant-b-metrics`, while tenant a's real worker (the session worker) sends its heartbeats and
-stores its results. After each, Redis' ACL LOG holds no refusal of them: nothing they send is denied.
+redis_exporter is the monitoring image's own 1.69 (Debian 13's, run on the host from the image's exported
+filesystem: tests/support/image_rootfs.py) with the flags compose/monitoring.yaml gives it (read from that file),
+as the `exporter` user with its own certificate, against the server image's Valkey 8.1; tenant b's metrics
+exporter is app/jobs/metrics.py in this process, as `tenant-b-metrics`, while tenant a's real worker (the
+session worker) sends its heartbeats and stores its results. After each, Redis' ACL LOG holds no refusal of
+them: nothing they send is denied.
 """
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ import redis
 from deployment import acl, naming
 from ops.config.paths import ROOT
 from tests.app.processes import free_port, wait_for
+from tests.support import image_rootfs
 from tests.support import local_redis as _local_redis
 
 
@@ -42,7 +44,7 @@ def _exporter_argv(server, port: int, password_file: Path) -> list[str]:
         name = flag.split("=", 1)[0]
         argv.append(f"{name}={local[name]}" if name in local else flag)
     assert set(local) <= {f.split("=", 1)[0] for f in argv}, "compose/monitoring.yaml's flags changed: update this"
-    return [shutil.which("prometheus-redis-exporter") or "prometheus-redis-exporter", *argv]
+    return [*image_rootfs.argv("monitoring", "prometheus-redis-exporter"), *argv]
 
 
 def _get(url: str) -> str:
@@ -69,7 +71,10 @@ def test_redis_exporter_gets_every_metric_it_asks_for_and_nothing_else(exporter_
     local_redis = exporter_redis
     password = acl.monitoring_password(local_redis.redis_env, acl.EXPORTER_USER)
     password_file = tmp_path / "password.json"
-    password_file.write_text(json.dumps({f"rediss://127.0.0.1:{local_redis.port}": password}))
+    # redis_exporter 1.69 looks the password up under the address with the -redis.user name in it; under the
+    # bare address it finds none and never authenticates (what ops/secrets/acl.py must write, for `redis:6380`).
+    address = f"rediss://{acl.EXPORTER_USER}@127.0.0.1:{local_redis.port}"
+    password_file.write_text(json.dumps({address: password}))
     port = free_port()
     local_redis.client().acl_log_reset()
     log = tmp_path / "exporter.log"
@@ -103,10 +108,16 @@ def test_redis_exporter_gets_every_metric_it_asks_for_and_nothing_else(exporter_
     for series in ("redis_memory_used_bytes", "redis_connected_clients", "redis_aof_last_write_status",
                    "redis_rdb_last_bgsave_status", "redis_uptime_in_seconds", "redis_slowlog_length"):
         assert _value(text, series) is not None, series
+    # Valkey's INFO server says redis_version:7.2.4 (its Redis compatibility level) beside valkey_version: the
+    # exporter's instance label carries what INFO says, parsed like a Redis'.
+    version = local_redis.client().info("server")["redis_version"]
+    info_line = next((line for line in text.splitlines() if line.startswith("redis_instance_info{")), "")
+    assert f'redis_version="{version}"' in info_line, info_line
     assert not _refusals(local_redis, acl.EXPORTER_USER), _refusals(local_redis, acl.EXPORTER_USER)
     assert "NOPERM" not in output, output[-2000:]
 
 
+@pytest.mark.attacks  # every command below is refused on purpose
 def test_the_exporter_user_cannot_read_a_key_run_config_or_write(local_redis):
     password = acl.monitoring_password(local_redis.redis_env, acl.EXPORTER_USER)
     exporter = local_redis.client(acl.EXPORTER_USER, password, cert=acl.EXPORTER_USER)
@@ -167,6 +178,7 @@ def test_metrics_exporter_counts_the_queue_and_the_oldest_tasks_age(local_redis,
     assert not _refusals(local_redis, naming.metrics_user("b"))
 
 
+@pytest.mark.attacks  # every command below is refused on purpose
 def test_metrics_user_reads_only_its_tenants_two_keys_and_listens_only_to_its_workers(local_redis):
     user = naming.metrics_user("b")
     metrics = local_redis.client(user, acl.monitoring_password(local_redis.redis_env, user), cert=user)

@@ -19,6 +19,9 @@ from tests.app.processes import AppProcess, run, tenant_env, wait_for
 from tests.app.tenant_apps import tenant_app, tenant_config
 from tests.support import local_redis as _local_redis
 
+# Every test here sends what the server must refuse: its ACL LOG entries are expected (tests/conftest.py).
+pytestmark = pytest.mark.attacks
+
 BROADCAST = "reload"
 EVENT_KEY = "task.#"
 DECLARED = {"CELERY_BROADCAST_QUEUES": BROADCAST, "CELERY_EVENT_ROUTING_KEYS": EVENT_KEY}

@@ -5,6 +5,9 @@ import redis
 from deployment import naming
 from tests.app.tenant_apps import tenant_app, tenant_config
 
+# Every test here sends what the server must refuse: its ACL LOG entries are expected (tests/conftest.py).
+pytestmark = pytest.mark.attacks
+
 
 @pytest.fixture
 def raw_client_of():

@@ -1,4 +1,4 @@
-"""The provisioned engine runs real Compose: build from debian:bookworm-slim, healthchecks, depends_on."""
+"""The provisioned engine runs real Compose: build from debian:trixie-slim, healthchecks, depends_on."""
 import json
 import os
 import subprocess
@@ -25,7 +25,7 @@ def _ts(value: str) -> datetime:
 
 def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
     engine.ensure()
-    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nRUN echo built > /built\n")
+    (tmp_path / "Dockerfile").write_text("FROM debian:trixie-slim\nRUN echo built > /built\n")
     (tmp_path / "compose.yaml").write_text(textwrap.dedent("""\
         services:
           first:
@@ -57,7 +57,7 @@ def test_dependent_starts_only_after_the_healthcheck_turned_healthy(tmp_path):
         assert started_second >= min(passes), (started_second, min(passes))
         built = subprocess.run(["docker", "exec", f"{SMOKE}-second-1", "cat", "/built", "/etc/debian_version"],
                                capture_output=True, text=True)
-        assert built.stdout.startswith("built\n12.")
+        assert built.stdout.startswith("built\n13.")
     finally:
         subprocess.run([*base, "down", "--volumes", "--rmi", "all"], env=env, capture_output=True, timeout=120)
         subprocess.run(["docker", "rmi", "-f", SMOKE_IMAGE], capture_output=True)

@@ -21,7 +21,7 @@ from ops.config.paths import BACKUPS, INSTANCE, STATE
 from ops.core.run import wait_until
 from ops.data import journal as jn
 from ops.deploy import compose, containers, health, redis_admin
-from ops.engine import provision
+from ops.engine import daemons, dockerd, provision
 from tests.support import deployment as d
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
@@ -294,21 +294,16 @@ def test_redis_killed_during_a_backup(tmp_path, _setting_back):
 
 
 # ---- a rebooted host ---------------------------------------------------------------------------
-def _helper_pid(name: str, marker: bytes) -> int | None:
-    """The pid the engine recorded for one of its host-side helpers, if that process still runs it."""
-    try:
-        pid = int((provision.STATE_DIR / f"{name}.pid").read_text())
-        return pid if marker in Path(f"/proc/{pid}/cmdline").read_bytes() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _runner_pid() -> int | None:
-    return _helper_pid("healthcheck-runner", b"healthcheck-runner")
+    return daemons.pid_of("healthcheck-runner")
 
 
 def _api_service_pid() -> int | None:
-    return _helper_pid("podman-service", b"service")
+    return daemons.pid_of("podman-service", b"service")
+
+
+def _engine_gone() -> str | None:
+    return None if subprocess.run(["docker", "version"], capture_output=True).returncode else "the engine to be gone"
 
 
 def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
@@ -321,15 +316,22 @@ def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
                          capture_output=True, text=True, check=True).stdout.split()
     assert len(ids) >= len(SERVICES) - 1
     subprocess.run(["docker", "kill", *ids], capture_output=True)  # this test instance's containers only
-    podman = provision.provisioned_here()
-    if podman:  # no systemd: nothing restarts the engine's helpers; each killed by its pid file, never by name
+    # No init system: nothing restarts the engine's host-side processes; each is killed by its pid file,
+    # never by name. Docker Engine runs with live-restore, so other instances' containers keep running.
+    podman = provision.podman_in_use()  # the engine answering, not what is installed
+    docker = not podman and dockerd.provisioned() and provision.target_socket() == dockerd.socket()
+    if podman:
         pid, api = _runner_pid(), _api_service_pid()
         assert pid, "the healthcheck runner is not running"
         assert api, "the Podman API service was not started by ./invoke engine"
         os.kill(pid, signal.SIGKILL)
         os.kill(api, signal.SIGKILL)  # running containers stay up (conmon owns them); the docker CLI stops answering
-        wait_until(lambda: None if subprocess.run(["docker", "version"], capture_output=True).returncode else
-                   "the API service to be gone", timeout=30, what="killing the Podman API service")
+        wait_until(_engine_gone, timeout=30, what="killing the Podman API service")
+    elif docker:
+        daemon = dockerd.pid()
+        assert daemon, "dockerd was not started by ./invoke engine"
+        os.kill(daemon, signal.SIGKILL)
+        wait_until(_engine_gone, timeout=30, what="killing dockerd")
 
     out = d.invoke("up").stdout  # no arguments: what was running before
     assert re.search(r"up: .*tenant-a-worker.* healthy in", out), out
@@ -338,6 +340,9 @@ def test_reboot_up_brings_everything_back_with_no_task_lost(_setting_back):
         assert _runner_pid() and _runner_pid() != pid
         assert _api_service_pid() and _api_service_pid() != api
         assert "starting the Podman API service" in out, out
+    if docker:
+        assert dockerd.pid() and dockerd.pid() != daemon
+        assert "starting Docker Engine (dockerd)" in out, out
     results = d.wait_for_results("a", queued, timeout=180)
     assert sorted(r["result"]["value"] for r in results.values()) == [f"queued-{i}" for i in range(5)]
     _assert_intact(data)

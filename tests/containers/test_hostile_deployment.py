@@ -15,7 +15,7 @@ from deployment import acl, lua, naming
 from ops.deploy import connlimit, redis_admin
 from tests.support import deployment as d
 
-pytestmark = pytest.mark.usefixtures("tenants_up")
+pytestmark = [pytest.mark.usefixtures("tenants_up"), pytest.mark.attacks]
 A, B = naming.key_prefix("a"), naming.key_prefix("b")
 
 

@@ -6,10 +6,12 @@ shipped defaults stay as they are (tests/test_monitoring_rules.py tests those). 
 stopped, 600 tasks posted through b's web API sit in its queue: Prometheus' queue depth equals LLEN, the
 TenantQueueBacklog alert for tenant="b" fires and reaches Alertmanager and the receiver's log, `./invoke
 status` shows the same backlog, and a real Chromium (Debian's, through Playwright) draws it in Prometheus'
-/graph. b's worker then drains it. At the end the profile is taken down again (its data volumes kept), so the
-instance is left as the module found it. A compromised tenant container reaches none of it.
+classic graph page (Debian 13's Prometheus 2.53 has no React UI: /classic/graph). b's worker then drains it.
+At the end the profile is taken down again (its data volumes kept), so the instance is left as the module
+found it. A compromised tenant container reaches none of it.
 """
 import json
+import re
 import subprocess
 import urllib.parse
 import urllib.request
@@ -35,18 +37,20 @@ SCREENSHOT = ARTIFACTS / "prometheus-queue-depth.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUEUE_DEPTH_B = 'tenantstack_queue_depth{tenant="b"}'
+# Debian's Prometheus 2.53 carries only the classic UI, under /classic/ (its /graph is a page saying so).
+CLASSIC_GRAPH = "/classic/graph"
 
 
 @pytest.fixture(scope="module")
 def monitoring():
-    """The profile up and healthy with the fast rhythm; taken down again at the end of the module."""
+    """The profile up and healthy with the fast rhythm; taken down again at the end of the module. Yields what
+    `up` printed."""
     d.invoke("init")  # writes envs/monitoring.env if this instance has none yet
     path = INSTANCE.monitoring_env
     values = {**read_env(path), **FAST}
     path.write_text(envs.render(envs.MONITORING_SETTINGS, values, envs.MONITORING_HEADER))
     out = d.invoke("up", "--monitoring", "--tenant", "a", "--tenant", "b", timeout=1200).stdout
-    assert f"http://127.0.0.1:{INSTANCE.prometheus_port}/graph" in out
-    yield
+    yield out
     d.invoke("down", "--monitoring")
 
 
@@ -67,6 +71,17 @@ def query(expr: str) -> dict[str, float]:
 
 def _waited(pending, timeout: float, what: str) -> None:
     wait_until(pending, timeout=timeout, what=what, interval=1)
+
+
+def test_up_prints_the_prometheus_url_that_opens_its_graph_page(monitoring):
+    printed = re.search(r"Prometheus: (http://\S+?),? ", monitoring)
+    assert printed, monitoring[-2000:]
+    url = printed.group(1)
+    assert url.startswith(f"http://127.0.0.1:{INSTANCE.prometheus_port}/"), url
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the instance's own local Prometheus
+        landed, page = response.geturl(), response.read().decode()
+    # Followed to the classic graph page (the one the screenshot below shows), not Debian's "no UI" notice.
+    assert urllib.parse.urlsplit(landed).path == CLASSIC_GRAPH and "graph_template" in page, (url, landed, page[:500])
 
 
 def test_every_scrape_target_is_up(monitoring):
@@ -112,14 +127,14 @@ def _screenshot_graph() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     testenv.ensure_host_packages()
-    url = (f"http://127.0.0.1:{INSTANCE.prometheus_port}/graph?g0.expr={urllib.parse.quote(QUEUE_DEPTH_B)}"
+    url = (f"http://127.0.0.1:{INSTANCE.prometheus_port}{CLASSIC_GRAPH}?g0.expr={urllib.parse.quote(QUEUE_DEPTH_B)}"
            "&g0.tab=0&g0.range_input=5m")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=testenv.CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(url)  # Debian's Prometheus sends /graph on to its classic UI
+            page.goto(url)
             expect(page.locator(".graph_area svg path").first).to_be_visible(timeout=30_000)
             expect(page.locator(".legend")).to_contain_text('tenant="b"', timeout=30_000)
             page.screenshot(path=str(SCREENSHOT))
@@ -226,6 +241,7 @@ def test_tenant_a_cannot_open_tcp_to_any_monitoring_service(monitoring, role):
     assert not reached, f"{attacker} reached {reached}"
 
 
+@pytest.mark.attacks  # every command below is refused on purpose
 def test_the_exporter_user_on_the_real_redis_cannot_read_keys_run_config_or_write(monitoring):
     env = d.redis_env()
     exporter = d.client(acl.EXPORTER_USER, acl.monitoring_password(env, acl.EXPORTER_USER), cert=acl.EXPORTER_USER)

@@ -12,7 +12,7 @@ from ops.config.paths import INSTANCE, REDIS_SECRETS, TLS
 from ops.secrets import tls
 from tests.support import deployment as d
 
-pytestmark = pytest.mark.usefixtures("redis_up")
+pytestmark = [pytest.mark.usefixtures("redis_up"), pytest.mark.attacks]
 PORT = INSTANCE.redis_port  # the test instance's host port
 
 

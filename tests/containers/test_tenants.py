@@ -65,6 +65,7 @@ def test_admin_lists_task_results():
         assert resp.status == 200 and b"Django" in resp.read()
 
 
+@pytest.mark.attacks
 def test_tenant_a_broker_credentials_cannot_read_b_queue_or_keys():
     a = d.tenant_client("a")
     b_queue = naming.key_prefix("b") + naming.queue_name("b")

@@ -17,7 +17,7 @@ import pytest
 import redis
 from deployment import naming
 from deployment.instance import UIDS
-from ops.config.paths import ARTIFACTS, COMMANDER_SETTINGS
+from ops.config.paths import ARTIFACTS, COMMANDER_SETTINGS, INSTANCE
 from ops.engine import testenv
 from ops.secrets import commander as tools
 from tests.support.deployment import client, container, inspect, invoke, redis_env
@@ -145,6 +145,15 @@ def _commander_state() -> str:
     return f"{json.dumps(inspect(name)['State'])[:600]}\n{logs.stdout}{logs.stderr}"
 
 
+def _refusals_of_the_ui() -> list[dict]:
+    """ACL LOG entries of the `commander` user on connections from the redis-commander container itself (the
+    tests' own commander client, refused on purpose below, connects from the host)."""
+    networks = inspect(container(tools.SERVICE))["NetworkSettings"]["Networks"]
+    ip = networks[INSTANCE.network(naming.TOOLS_NETWORK)]["IPAddress"]
+    return [entry for entry in client().acl_log(count=1000) if entry.get("username") == tools.REDIS_USER
+            and (entry.get("client-info") or {}).get("addr", "").rsplit(":", 1)[0] == ip]
+
+
 def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url, seeded):
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
@@ -183,6 +192,9 @@ def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url,
                 page.screenshot(path=str(SCREENSHOT))
                 # Every file the UI loads is served: none is missing or behind the login.
                 assert not record.refused, record.refused
+                # ...and nothing the UI sent on the way (connect, server info, key tree, value) was refused by
+                # Redis: its ACL rule (deployment/acl.py COMMANDER_COMMANDS) covers its whole normal traffic.
+                assert not _refusals_of_the_ui(), _refusals_of_the_ui()
             except (AssertionError, PlaywrightError) as exc:
                 raise AssertionError(f"{exc}\n--- the page:\n" + "\n".join(record.lines)
                                      + f"\n--- redis-commander: {_commander_state()}") from None
@@ -212,6 +224,7 @@ def test_writes_through_the_ui_api_fail_and_redis_is_unchanged(commander_url, se
     assert not operator.exists(key + "-renamed")
 
 
+@pytest.mark.attacks  # the writes below are refused on purpose
 def test_its_redis_user_cannot_write_even_past_the_ui(commander_url, seeded):
     """The second wall: the `commander` ACL user itself (with its own certificate) may read, never write."""
     key, value = next(iter(seeded.items()))

@@ -1,9 +1,12 @@
-"""A real redis-server (Debian's, TLS-only) running the project's real redis.conf, for fast tests.
+"""A real server, TLS-only, running the project's real redis.conf, for fast tests.
 
-The config is the committed redis/redis.conf with only its container paths rewritten to a temp
+The server is the instance's own server image's valkey-server (Valkey 8.1, Debian 13's build), run as a
+host process from the image's exported filesystem (tests/support/image_rootfs.py): what ships, not the
+host's Redis. The config is the committed redis/redis.conf with only its container paths rewritten to a temp
 folder; the ACL users and renamed commands come from the same renderer `./invoke init` uses, and the
 committed redis/healthcheck.sh (paths rewritten the same way) loads kombu's scripts before any test runs.
 """
+import os
 import secrets
 import shutil
 import socket
@@ -17,6 +20,7 @@ from deployment import acl, envs, lua, naming
 from ops.config.paths import REDIS_CONF, ROOT
 from ops.secrets import generate as ops_secrets
 from ops.secrets import tls
+from tests.support import image_rootfs
 
 TENANTS = ("a", "b")
 
@@ -54,7 +58,9 @@ class LocalRedis:
 
     def healthcheck(self) -> subprocess.CompletedProcess:
         """Run the container's real healthcheck (redis/healthcheck.sh) against this server."""
-        return subprocess.run(["sh", str(self.dir / "healthcheck.sh")], capture_output=True, text=True, timeout=30)
+        path = f"{self.dir / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"  # the image's valkey-cli
+        return subprocess.run(["sh", str(self.dir / "healthcheck.sh")], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PATH": path})
 
     def run_id(self) -> str:
         return self.client().info("server")["run_id"]
@@ -110,12 +116,10 @@ def render_healthcheck(root: Path, port: int) -> Path:
 
 def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_settings: dict | None = None,
           redis_settings: dict | None = None) -> LocalRedis:
-    """Start redis-server on a free port; run_as='nobody' drops root so file permissions bite.
+    """Start the server image's valkey-server on a free port; run_as='nobody' drops root so file permissions bite.
 
     tenant_settings: tenant -> extra env-file values that shape its ACL rule (e.g. CELERY_BROADCAST_QUEUES);
     redis_settings: envs/redis.env values other than the table's defaults (e.g. REDIS_MAXMEMORY_MB)."""
-    if not shutil.which("redis-server"):
-        raise RuntimeError("redis-server is not installed: apt-get install redis-server (the test setup does this)")
     redis_env, passwords = make_secrets(root, tenants, redis_settings)
     (root / "redis").mkdir()
     (root / "data").mkdir()
@@ -129,7 +133,8 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_setting
     conf = render_conf(root, port)
     render_healthcheck(root, port)
     log = open(root / "redis.log", "wb")  # noqa: SIM115 - the server's stdout for its whole life
-    argv = ["redis-server", str(conf)]
+    image_rootfs.bin_dir("redis", ["valkey-cli"], root / "bin")
+    argv = [*image_rootfs.argv("redis", "valkey-server"), str(conf)]
     if run_as:
         shutil.chown(root / "data", run_as)
         for f in [root, *root.rglob("*")]:
@@ -141,7 +146,7 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_setting
     deadline = time.monotonic() + 15
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited: {(root / 'redis.log').read_text()[-2000:]}")
+            raise RuntimeError(f"valkey-server exited: {(root / 'redis.log').read_text()[-2000:]}")
         try:
             server.client().ping()
             checked = server.healthcheck()  # as in the container: loads kombu's scripts

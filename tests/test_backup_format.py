@@ -1,0 +1,164 @@
+"""The backup format reads manifests of this release and of the previous one, and judges checkers by what they say.
+
+Fast: no engine. The checkers themselves run in the server image in tests/containers/test_backup_restore.py.
+"""
+import datetime as dt
+import json
+import subprocess
+
+import pytest
+
+from ops.config.paths import INSTANCE
+from ops.core.errors import OpsError
+from ops.data import backup_format as fmt
+
+# What the previous release (Redis 7.0) wrote: no `server` section, the version at the top level.
+LEGACY = {"format": 1, "created": "2026-11-21T17:12:41+00:00", "redis_version": "7.0.15",
+          "keyspace": {"db0": {"keys": 9, "expires": 1}}, "tenants": ["a"], "files": {}}
+# INFO server as redis-py parses it (only the fields that matter here).
+VALKEY_INFO = {"redis_version": "7.2.4", "server_name": "valkey", "valkey_version": "8.1.1", "redis_mode": "standalone"}
+REDIS_INFO = {"redis_version": "7.0.15", "redis_mode": "standalone"}
+
+
+def test_a_valkey_server_is_recorded_by_its_own_name_and_version_with_redis_version_kept():
+    meta = fmt.server_meta(VALKEY_INFO)
+    assert meta == {"server": {"name": "valkey", "version": "8.1.1", "redis_version": "7.2.4"},
+                    "redis_version": "7.2.4"}
+
+
+def test_a_redis_server_is_recorded_as_redis_with_its_redis_version():
+    assert fmt.server_info(REDIS_INFO) == {"name": "redis", "version": "7.0.15", "redis_version": "7.0.15"}
+
+
+def test_a_manifest_of_the_previous_release_names_redis_and_its_version():
+    assert fmt.server_of(LEGACY) == {"name": "redis", "version": "7.0.15", "redis_version": "7.0.15"}
+
+
+def test_a_manifest_of_this_release_names_the_server_itself():
+    manifest = {**LEGACY, **fmt.server_meta(VALKEY_INFO)}
+    assert fmt.server_of(manifest) == {"name": "valkey", "version": "8.1.1", "redis_version": "7.2.4"}
+
+
+@pytest.mark.parametrize("server", [None, "valkey", {"name": "valkey"}, {"name": "", "version": "8.1.1"},
+                                    {"name": "valkey", "version": 8.1}])
+def test_a_manifest_naming_no_readable_server_names_none(server):
+    manifest = {k: v for k, v in LEGACY.items() if k != "redis_version"}
+    if server is not None:
+        manifest["server"] = server
+    assert fmt.server_of(manifest) is None
+
+
+def _folder(tmp_path, meta: dict):
+    path = tmp_path / "20261121T171241Z"
+    (path / "redis" / fmt.AOF_DIR).mkdir(parents=True)
+    (path / fmt.RDB).write_bytes(b"REDIS0010")
+    (path / fmt.AOF_MANIFEST).write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    fmt.write_manifest(path, meta, ["a"])
+    return path
+
+
+def test_read_manifest_accepts_an_old_manifest_and_a_new_one(tmp_path):
+    old = _folder(tmp_path / "old", {"redis_version": "7.0.15", "keyspace": {}})
+    new = _folder(tmp_path / "new", {**fmt.server_meta(VALKEY_INFO), "keyspace": {}})
+    assert fmt.server_of(fmt.read_manifest(old))["version"] == "7.0.15"
+    written = fmt.read_manifest(new)
+    assert written["server"]["name"] == "valkey" and written["redis_version"] == "7.2.4"
+
+
+def test_read_manifest_refuses_one_naming_no_server_in_one_line(tmp_path):
+    path = _folder(tmp_path, {"keyspace": {}})
+    with pytest.raises(OpsError) as exc:
+        fmt.read_manifest(path)
+    assert "\n" not in str(exc.value) and str(exc.value).startswith(f"backup {path.name} is incomplete: ")
+
+
+# valkey-check-aof 8.1 on a multi-part AOF whose INCR file lost its last 7 bytes: it says OK and "is valid" for
+# the BASE part before refusing the INCR one. Through Podman's Docker API `docker run --rm` exits 0 regardless.
+TRUNCATED_AOF = """Start checking Multi Part AOF
+Start to check BASE AOF (RDB format).
+[offset 0] Checking RDB file /data/appendonlydir/appendonly.aof.2.base.rdb
+[offset 2079] Checksum OK
+[offset 2079] \\o/ RDB looks OK! \\o/
+RDB preamble is OK, proceeding with AOF tail...
+BASE AOF appendonly.aof.2.base.rdb is valid
+Start to check INCR files.
+0x             60a: Expected \\r\\n, got: 0000
+AOF analyzed: filename=appendonly.aof.2.incr.aof, size=1548, ok_up_to=1524, ok_up_to_line=354, diff=24
+AOF appendonly.aof.2.incr.aof is not valid. Use the --fix option to try fixing it.
+"""
+GOOD_RDB = """[offset 0] Checking RDB file /backup/dump.rdb
+[offset 2511] \\o/ RDB looks OK! \\o/
+[info] 250 keys read
+"""
+CORRUPT_RDB = """[offset 0] Checking RDB file /backup/dump.rdb
+--- RDB ERROR DETECTED ---
+[offset 601] Internal error in RDB reading offset 0, function at rdb.c:566 -> Unknown RDB string encoding type 60
+[additional info] While doing: read-object-value
+[info] 54 keys read
+6:M 07 Dec 2026 10:42:16.837 # Terminating server after rdb file reading failure.
+"""
+
+
+def _engine_says(monkeypatch, stdout: str) -> None:
+    """The container ran and printed stdout; the CLI's exit code is 0, as Podman's Docker API reports it."""
+    monkeypatch.setattr(fmt, "probe", lambda argv, **kw: subprocess.CompletedProcess(argv, 0, stdout, ""))
+
+
+def _status(checker: str, code: int) -> str:
+    return f"{fmt._STATUS} {checker} {code}\n"
+
+
+def test_a_refusing_aof_checker_is_a_refusal_whatever_the_engine_exit_code_and_its_ok_lines(monkeypatch, tmp_path):
+    _engine_says(monkeypatch, GOOD_RDB + _status(fmt.CHECK_RDB, 0) + TRUNCATED_AOF + _status(fmt.CHECK_AOF, 1))
+    with pytest.raises(OpsError) as exc:
+        fmt.check_redis_files(tmp_path / "redis", "backup B", rdb="dump.rdb", aof_manifest=fmt.AOF_MANIFEST_NAME)
+    assert str(exc.value) == ("backup B is corrupt: redis/appendonly.aof.manifest failed valkey-check-aof: "
+                              "AOF appendonly.aof.2.incr.aof is not valid (exit 1)")
+
+
+def test_a_refusing_rdb_checker_is_named_with_its_own_diagnosis(monkeypatch, tmp_path):
+    _engine_says(monkeypatch, CORRUPT_RDB + _status(fmt.CHECK_RDB, 1))
+    with pytest.raises(OpsError) as exc:
+        fmt.check_redis_files(tmp_path / "redis", "backup B", rdb="dump.rdb")
+    assert str(exc.value) == ("backup B is corrupt: redis/dump.rdb failed valkey-check-rdb: [offset 601] Internal "
+                              "error in RDB reading offset 0, function at rdb.c:566 -> Unknown RDB string encoding "
+                              "type 60 (exit 1)")
+
+
+def test_a_checker_that_exits_0_without_its_success_line_is_not_believed(monkeypatch, tmp_path):
+    # valkey-check-aof given an empty manifest takes it for an empty old-style AOF: "is empty", exit 0.
+    _engine_says(monkeypatch, "Start checking Old-Style AOF\nAOF /data/x is empty\n" + _status(fmt.CHECK_AOF, 0))
+    with pytest.raises(OpsError, match=r"failed valkey-check-aof: AOF /data/x is empty \(exit 0\)$"):
+        fmt.check_redis_files(tmp_path / "redis", "backup B", aof_manifest=fmt.AOF_MANIFEST_NAME)
+
+
+def test_checkers_that_said_ok_and_exited_0_pass(monkeypatch, tmp_path):
+    _engine_says(monkeypatch, GOOD_RDB + _status(fmt.CHECK_RDB, 0) + "All AOF files and manifest are valid\n"
+                 + _status(fmt.CHECK_AOF, 0))
+    fmt.check_redis_files(tmp_path / "redis", "backup B", rdb="dump.rdb", aof_manifest=fmt.AOF_MANIFEST_NAME)
+
+
+def test_the_checker_container_is_hardened_and_reads_the_backup_read_only(tmp_path):
+    argv = fmt.checker_argv(tmp_path / "redis", rdb="dump.rdb", aof_manifest=f"{fmt.AOF_DIR}/x.manifest")
+    pairs = set(zip(argv, argv[1:], strict=False))
+    assert argv[:3] == ["docker", "run", "--rm"] and "--read-only" in argv
+    assert {("--network", "none"), ("--cap-drop", "ALL"), ("--security-opt", "no-new-privileges:true"),
+            ("--pull", "never"), ("--entrypoint", "sh"), ("-v", f"{tmp_path / 'redis'}:/backup:ro")} <= pairs
+    image = argv.index(INSTANCE.image("redis"))  # the instance's server image, the one `./invoke build` makes
+    script = argv[image + 2]
+    # The AOF is checked on a copy in the tmpfs: valkey-check-aof opens its files read-write.
+    assert "valkey-check-rdb /backup/dump.rdb" in script and "valkey-check-aof /data/appendonlydir/x.manifest" in script
+
+
+def test_the_old_manifest_still_dates_the_last_verified_backup(monkeypatch, tmp_path):
+    from ops.monitor import status, textfile
+
+    old = _folder(tmp_path, {"redis_version": "7.0.15", "keyspace": {}})
+    monkeypatch.setattr(fmt, "BACKUPS", tmp_path)
+    monkeypatch.setattr(textfile, "BACKUPS", tmp_path)
+    name, created, server = textfile.last_verified_backup()
+    assert name == old.name and created == dt.datetime.fromisoformat(json.loads(
+        (old / "manifest.json").read_text())["created"]) and server["name"] == "redis"
+    doc = {"instance": "x", "time": "t", "alerts": [], "redis": {"up": False}, "tenants": {}, "certificates": {},
+           "backup": {"name": name, "age_seconds": 60, "server": server}}
+    assert "last verified backup: 20261121T171241Z, 1m0s ago, written by redis 7.0.15" in status.render(doc, False)
