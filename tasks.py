@@ -150,6 +150,7 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
         before = profile.started_at(profile.RELOADS)
         profiles += [compose.MONITORING_PROFILE]
         services += profile.services(watched)
+    compose.stop_beats_without_grace([t.name for t in selected], log=lambda m: print(f"up: {m}"))
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     connlimit.apply(tenants.known_names(), log=lambda m: print(f"up: {m}"))  # Redis 7.0 has no per-user cap

@@ -106,6 +106,13 @@ def _apply_live(changed: dict[str, list[str]], removed: list[str]) -> str:
             client.execute_command("ACL", "DELUSER", *removed)
     except (redis.ConnectionError, redis.AuthenticationError, OSError):
         return "Redis is not running here: the rules take effect when it starts"
+    except redis.ResponseError as exc:
+        if "Unknown command or category name in ACL" not in str(exc):
+            raise
+        # The running server is an older one (the previous release's Redis 7.0 during an upgrade): it does not
+        # know a command of the new rules. The auth file is written; the server recreated from the new image
+        # reads it at start.
+        return f"the running server does not know the new rules ({exc}): they take effect when it restarts"
     parts = [f"applied ACL user {', '.join(changed)}" if changed else "",
              f"removed {', '.join(removed)}" if removed else ""]
     return " and ".join(p for p in parts if p) + " to the running Redis"

@@ -41,6 +41,7 @@ def test_password_with_url_special_characters_is_quoted(local_redis, tmp_path):
         operator.execute_command("ACL", "SETUSER", "tenant-a", f"<{password}")
 
 
+@pytest.mark.attacks  # a wrong password is an ACL LOG entry (reason auth)
 def test_a_wrong_password_is_refused(local_redis, tmp_path):
     app = tenant_app(tenant_config(local_redis, "a", tmp_path, REDIS_PASSWORD="not-the-password"))
     with pytest.raises(Exception, match="(?i)invalid username-password|WRONGPASS"):

@@ -27,6 +27,7 @@ def tenant_c():
     assert f"removed {naming.redis_user('c')}, {naming.metrics_user('c')} to the running Redis" in out
 
 
+@pytest.mark.attacks  # c tries a's keys
 def test_added_tenant_comes_up_runs_its_tasks_and_is_isolated(tenant_c):
     out = d.invoke("tenant-add", tenant_c).stdout
     assert f"created  {rel(env_path('c'))} (web on 127.0.0.1:{INSTANCE.first_web_port + 2})" in out
