@@ -282,7 +282,10 @@ def test(c, k="", fast=False, x=False):
             except KeyboardInterrupt:  # pytest got it too: let it finish its teardown first
                 print("test: interrupted: waiting for pytest to stop, then removing the test instance", flush=True)
     finally:
-        instances.remove(name, log=lambda m: print(f"test: {m}", flush=True))
+        try:
+            instances.remove(name, log=lambda m: print(f"test: {m}", flush=True))
+        except OpsError as exc:  # the suite's own verdict stays the exit code; say what is left behind
+            print(f"test: {exc}", flush=True)
     if code:
         raise Exit(code=code)
 

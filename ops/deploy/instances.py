@@ -34,6 +34,12 @@ def remove(name: str, log=print) -> None:
         raise OpsError(f"instance {DEFAULT} is the default one and holds your data: stop it with "
                        "`./invoke down`, delete its data with `./invoke down --volumes --yes`")
     inst = Instance(name, root=_root_of(name))
+    if probe(["docker", "version", "--format", "{{.Server.Version}}"]).returncode != 0:
+        # Nothing could be listed, so nothing would be removed: keep the record (ports, root) so that a
+        # later run, with the engine back, removes what is left instead of forgetting it.
+        raise OpsError(f"instance {name}: the container engine does not answer, so its containers and volumes "
+                       f"cannot be removed; it stays on record: run `./invoke instance-remove {name} --yes` (or "
+                       "the next `./invoke test`) once the engine answers")
     found = engine_objects(name)
     if found["container"]:
         run(["docker", "rm", "-f", "-v", *found["container"]], what=f"removing instance {name}'s containers")

@@ -36,6 +36,14 @@ def pid_of(name: str, marker: bytes | None = None) -> int | None:
         return None
 
 
+def running(pid: int, marker: bytes) -> bool:
+    """`pid` is a live process whose command line holds `marker` (a zombie's command line is empty)."""
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def pid_alive(name: str) -> bool:
     return pid_of(name) is not None
 

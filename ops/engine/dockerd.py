@@ -25,6 +25,12 @@ OWN_SOCKET = Path("/run/tenantstack/docker.sock")
 STATE = Path("/etc/tenantstack/docker-engine.json")  # {"socket": "..."}: where our dockerd listens
 CONTEXT = "tenantstack-docker"
 NAME = "dockerd"  # the pid file's and log's name (ops/engine/daemons.py)
+# dockerd's own pid file and its managed containerd's: dockerd refuses to start while the first names a
+# process, and waits for the containerd the second names. A killed dockerd (and the containerd it takes
+# with it) stays a zombie where PID 1 reaps nothing, as on hosts of this kind, so both pid files are
+# cleared before a start when their process is gone; containerd's state and the containers' shims stay,
+# so the new containerd and dockerd (live-restore) take the running containers back.
+PIDFILES = {Path("/var/run/docker.pid"): b"dockerd", Path("/var/run/docker/containerd/containerd.pid"): b"containerd"}
 
 
 def provisioned() -> bool:
@@ -75,6 +81,7 @@ def start(log=print) -> None:
         # Started but not answering yet: wait for it rather than starting a second daemon.
         log(f"engine: waiting for the running dockerd to answer on unix://{sock}")
     else:
+        _clear_stale_pidfiles(log)
         sock.parent.mkdir(parents=True, exist_ok=True)
         if sock.is_symlink():
             sock.unlink()  # a link to another engine's socket that no longer answers (e.g. after a reboot)
@@ -84,6 +91,17 @@ def start(log=print) -> None:
         daemons.spawn(["dockerd", "--host", f"unix://{sock}", "--live-restore", "--log-level", "warn"], NAME)
     wait_until(lambda: None if daemons.socket_answers(sock) else f"unix://{sock} to answer", timeout=90,
                what="Docker Engine (dockerd)", interval=0.3, fix=f"see {daemons.LOG_DIR}/{NAME}.log")
+
+
+def _clear_stale_pidfiles(log) -> None:
+    for path, program in PIDFILES.items():
+        try:
+            pid = int(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not daemons.running(pid, program):
+            path.unlink(missing_ok=True)
+            log(f"engine: removed {path} of a {program.decode()} that is gone (pid {pid})")
 
 
 def ensure_context(log=print) -> None:
