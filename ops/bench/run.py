@@ -37,6 +37,7 @@ from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import restore as rs
 from ops.deploy import compose, connlimit, containers, redis_admin
+from ops.engine import daemons, dockerd, provision
 from ops.engine import healthcheck_runner as runner
 
 from . import cpu, stack
@@ -49,8 +50,15 @@ QUICK = {"n": 200, "rounds": 1, "keys": 10_000, "rows": 5_000, "idle_s": 5, "pac
 PACED_RATE = 100  # tasks/s offered in the latency section
 FLUSH_LOAD_RATE = 50  # tasks/s the worker stores while a flush runs (its result-write latency is the measure)
 FILL_BATCH = 10_000
-HELPERS = {"healthcheck runner": Path("/run/tenantstack/healthcheck-runner.pid"),
-           "Podman API service": Path("/run/tenantstack/podman-service.pid")}
+# The engine's host-side processes, charged to the deployment at rest: what serves its containers outside
+# them (the engine in use only: a host may run both, and the other one serves none of these containers).
+PODMAN_HELPERS = {"healthcheck runner": daemons.STATE_DIR / "healthcheck-runner.pid",
+                  "Podman API service": daemons.STATE_DIR / "podman-service.pid"}
+DOCKER_HELPERS = {"dockerd": daemons.STATE_DIR / "dockerd.pid", "containerd": dockerd.CONTAINERD_PIDFILE}
+
+
+def engine_helpers() -> dict[str, Path]:
+    return DOCKER_HELPERS if provision.engine_in_use() == "docker" else PODMAN_HELPERS
 
 
 def quiet(_message: str) -> None:
@@ -72,9 +80,10 @@ def _running_containers_on_host() -> int:
 def idle(cfg: dict, log) -> dict:
     """Cores at rest per tenant: the instance's containers, plus its share of the host-side helpers.
 
-    The healthcheck runner and the Podman API service serve every instance on the host: this instance is
-    charged the share of their CPU that its containers are of all running containers (what they would cost
-    it alone on the host); their whole cost is recorded beside it.
+    The engine's host-side processes (Podman: the healthcheck runner and the API service; Docker Engine:
+    dockerd and its containerd) serve every instance on the host: this instance is charged the share of
+    their CPU that its containers are of all running containers (what they would cost it alone on the
+    host); their whole cost is recorded beside it.
     """
     names = _deployment_containers()
     tenant_count = len([n for n in tenants.known_names()
@@ -87,7 +96,7 @@ def idle(cfg: dict, log) -> dict:
         log(f"bench: waiting {settle:.0f}s for the healthcheck runner to settle after `up`")
         time.sleep(settle)
     meter = cpu.Meter(names)
-    pids = {what: cpu.pid_from(p) for what, p in HELPERS.items()}
+    pids = {what: cpu.pid_from(p) for what, p in engine_helpers().items()}
     pids = {what: pid for what, pid in pids.items() if pid}
     on_host = max(len(names), _running_containers_on_host())
     before, helpers_before, t0 = meter.read(), {w: cpu.process_seconds(p) for w, p in pids.items()}, time.monotonic()

@@ -21,8 +21,10 @@ def spawn(cmd: list[str], name: str) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "ab") as out:
+        # cwd "/": a daemon must not hold the folder it was started from (a checkout that is later
+        # deleted leaves Podman's service unable to start conmon: "Failed to get working directory").
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, cwd="/")
     (STATE_DIR / f"{name}.pid").write_text(str(proc.pid))
 
 

@@ -30,7 +30,9 @@ NAME = "dockerd"  # the pid file's and log's name (ops/engine/daemons.py)
 # with it) stays a zombie where PID 1 reaps nothing, as on hosts of this kind, so both pid files are
 # cleared before a start when their process is gone; containerd's state and the containers' shims stay,
 # so the new containerd and dockerd (live-restore) take the running containers back.
-PIDFILES = {Path("/var/run/docker.pid"): b"dockerd", Path("/var/run/docker/containerd/containerd.pid"): b"containerd"}
+DOCKERD_PIDFILE = Path("/var/run/docker.pid")
+CONTAINERD_PIDFILE = Path("/var/run/docker/containerd/containerd.pid")
+PIDFILES = {DOCKERD_PIDFILE: b"dockerd", CONTAINERD_PIDFILE: b"containerd"}
 
 
 def provisioned() -> bool:

@@ -103,7 +103,9 @@ def test_celery_at_maxmemory_refuses_enqueue_acks_and_then_loses_the_message_it_
     try:
         wait_for(lambda: sum(results(data / "db.sqlite3").get(i) == "SUCCESS" for i in ids) == TASKS - 1, 30,
                  "the queued tasks")
-        assert op.llen(a + naming.queue_name("a")) == 0 and op.hlen(a + "unacked") == 0
+        # acks_late: a task's result is stored before its ack, so the unacked index empties a moment later.
+        wait_for(lambda: op.llen(a + naming.queue_name("a")) == 0 and op.hlen(a + "unacked") == 0, 10,
+                 "the queue and the unacked index to empty")
         assert sum(results(data / "db.sqlite3").get(i) is None for i in ids) == 1
     finally:
         worker.stop()
