@@ -18,7 +18,7 @@ from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.data import journal
-from ops.deploy import compose, connlimit, health, preflight, wanted
+from ops.deploy import compose, connlimit, containers, health, preflight, wanted
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl, tenant_files
@@ -150,7 +150,7 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
         before = profile.started_at(profile.RELOADS)
         profiles += [compose.MONITORING_PROFILE]
         services += profile.services(watched)
-    compose.stop_beats_without_grace([t.name for t in selected], log=lambda m: print(f"up: {m}"))
+    containers.stop_beats_without_grace([t.name for t in selected], log=lambda m: print(f"up: {m}"))
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     connlimit.apply(tenants.known_names(), log=lambda m: print(f"up: {m}"))  # Redis 7.0 has no per-user cap

@@ -252,25 +252,3 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
 def all_profiles() -> list[str]:
     return [naming.compose_profile(n) for n in tenants.known_names()] + [TOOLS_PROFILE, MONITORING_PROFILE]
 
-
-BEAT_STOP_GRACE = 10  # compose/tenant.yaml's stop_grace_period of beat, in seconds
-
-
-def stop_beats_without_grace(names, log=print) -> list[str]:
-    """Stop running beats whose container has no stop grace period, with SIGTERM and time to save their schedule.
-
-    Celery beat writes its schedule file only when it closes it. Through Podman's Docker API a container created
-    without stop_grace_period (every beat of the previous release) has a stop timeout of 0, and Compose's
-    recreate stops a container with its own timeout: the upgrade would kill beat outright and lose its schedule.
-    Containers created from today's compose/tenant.yaml have the grace period: nothing to do for them."""
-    stopped = []
-    for name in names:
-        container = INSTANCE.container(naming.service_name(name, "beat"))
-        out = probe(["docker", "inspect", "--format", "{{.State.Running}} {{.Config.StopTimeout}}", container])
-        running, _, grace = out.stdout.strip().partition(" ")
-        if out.returncode == 0 and running == "true" and grace.isdigit() and int(grace) < BEAT_STOP_GRACE:
-            run_program(["docker", "stop", "--time", str(BEAT_STOP_GRACE), container],
-                        what=f"stopping {container} (saving its schedule)")
-            stopped.append(container)
-            log(f"stopped {container} with {BEAT_STOP_GRACE}s to save its schedule before it is recreated")
-    return stopped

@@ -1,4 +1,5 @@
-"""Moving files in and out of containers and volumes through the engine (works while they run or not)."""
+"""Containers and volumes through the engine, outside Compose: moving files in and out of them (while they run
+or not), and stopping what Compose would stop too abruptly."""
 import io
 import json
 import os
@@ -6,6 +7,7 @@ import tarfile
 import uuid
 from pathlib import Path
 
+from deployment import naming
 from deployment.instance import PROJECT_LABEL
 from ops.config.paths import COMPOSE_PROJECT, INSTANCE
 from ops.core.errors import OpsError
@@ -104,3 +106,29 @@ def sweep_orphan_jobs() -> list[str]:
             probe(["docker", "rm", "-f", "-v", job])
             lines.append(f"removed the volume job {job} that a killed run (pid {owner}) left")
     return lines
+
+
+BEAT_STOP_GRACE = 10  # compose/tenant.yaml's stop_grace_period of beat, in seconds
+
+
+def stop_beats_without_grace(names, log=print) -> list[str]:
+    """Stop running beats whose container has no stop grace period, with SIGTERM and time to save their schedule.
+
+    Celery beat writes its schedule file only when it closes it. Through Podman's Docker API a container created
+    without stop_grace_period (every beat of the previous release) has a stop timeout of 0, and Compose's
+    recreate stops a container with its own timeout: the upgrade would kill beat outright and lose its schedule.
+    Containers created from today's compose/tenant.yaml have the grace period: nothing to do for them.
+    One `docker inspect` for every beat; a beat that does not exist yet is simply not listed."""
+    beats = [INSTANCE.container(naming.service_name(n, "beat")) for n in names]
+    if not beats:
+        return []
+    out = probe(["docker", "inspect", "--format", "{{.Name}} {{.State.Running}} {{.Config.StopTimeout}}", *beats])
+    stopped = []
+    for line in out.stdout.splitlines():
+        container, running, grace = (line.strip().lstrip("/").split(" ") + ["", ""])[:3]
+        if running == "true" and grace.isdigit() and int(grace) < BEAT_STOP_GRACE:
+            run(["docker", "stop", "--time", str(BEAT_STOP_GRACE), container],
+                what=f"stopping {container} (saving its schedule)")
+            stopped.append(container)
+            log(f"stopped {container} with {BEAT_STOP_GRACE}s to save its schedule before it is recreated")
+    return stopped

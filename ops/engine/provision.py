@@ -23,7 +23,7 @@ from pathlib import Path
 from ops.core.errors import OpsError
 from ops.core.run import probe, wait_until
 from ops.engine import apt, daemons, dockerd
-from ops.engine.daemons import LOG_DIR, STATE_DIR
+from ops.engine.daemons import LOG_DIR
 
 PODMAN_SOCKET = Path("/run/podman/podman.sock")
 DEFAULT_SOCKET = dockerd.DEFAULT_SOCKET
@@ -286,9 +286,10 @@ def start_healthcheck_runner(log) -> None:
     if changed:
         RUNNER_INSTALLED.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, RUNNER_INSTALLED)
-    if daemons.pid_alive("healthcheck-runner") and not changed:
+    running = daemons.pid_of("healthcheck-runner")
+    if running and not changed:
         return
-    if daemons.pid_alive("healthcheck-runner"):
-        os.kill(int((STATE_DIR / "healthcheck-runner.pid").read_text()), 15)
+    if running:
+        os.kill(running, 15)
     log("engine: starting the container healthcheck runner")
     daemons.spawn([sys.executable, str(RUNNER_INSTALLED)], "healthcheck-runner")
