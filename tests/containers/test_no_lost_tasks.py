@@ -74,21 +74,6 @@ def _successes_by_id() -> collections.Counter:
     return collections.Counter(re.findall(succeeded, log.stdout + log.stderr))
 
 
-def _results(ids: list[str], timeout: float) -> dict:
-    """id -> the tenant API's body for every task that reached SUCCESS by `timeout` (all of them, usually)."""
-    pending, done = set(ids), {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for task_id in list(pending):
-            code, body = d.task_status("a", task_id)
-            if code == 200 and body["status"] == "SUCCESS":
-                done[task_id] = body
-                pending.discard(task_id)
-        if pending:
-            time.sleep(0.5)
-    return done
-
-
 def test_no_task_is_lost_when_workers_and_redis_die(short_visibility):
     t0 = time.monotonic()
     out = _docker("exec", d.container(WEB), "python", "-c", ENQUEUE.format(n=N))
@@ -106,7 +91,7 @@ def test_no_task_is_lost_when_workers_and_redis_die(short_visibility):
     time.sleep(5)
     compose.run("restart", "redis", profiles=compose.all_profiles(), quiet=True)
     try:
-        results = _results(ids, timeout=VISIBILITY * 6)
+        results, _ = d.poll_results(lambda task_id: d.task_status("a", task_id), ids, timeout=VISIBILITY * 6)
     finally:  # the worker's log explains any loss; the fixture recreates the container afterwards
         ARTIFACTS.mkdir(exist_ok=True)
         log = _docker("logs", d.container(WORKER))

@@ -87,23 +87,33 @@ def task_status(tenant: str, task_id: str) -> tuple[int, dict]:
     return http("GET", web_url(tenant, f"/api/tasks/{task_id}"))
 
 
-def wait_for_results(tenant: str, ids, timeout: float = 120, states=("SUCCESS",)) -> dict:
-    """Poll the tenant's API until every id reached one of `states`; returns id -> body."""
+def poll_results(status, ids, timeout: float, states=("SUCCESS",)) -> tuple[dict, set]:
+    """Poll status(task_id) -> (HTTP code, body) until every id reached one of `states` or `timeout` passed.
+
+    Returns (id -> body of those that did, the ids still pending): callers that count losses read both."""
     import time
 
     pending, done = set(ids), {}
     deadline = time.monotonic() + timeout
     while pending:
         for task_id in list(pending):
-            code, body = task_status(tenant, task_id)
+            code, body = status(task_id)
             if code == 200 and body["status"] in states:
                 done[task_id] = body
                 pending.discard(task_id)
         if pending:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(pending)} of {len(done) + len(pending)} tasks of tenant {tenant} "
-                                     f"not in {states} after {timeout}s, e.g. {sorted(pending)[:3]}")
+                break
             time.sleep(0.5)
+    return done, pending
+
+
+def wait_for_results(tenant: str, ids, timeout: float = 120, states=("SUCCESS",)) -> dict:
+    """Poll the tenant's API until every id reached one of `states`; returns id -> body."""
+    done, pending = poll_results(lambda task_id: task_status(tenant, task_id), ids, timeout, states)
+    if pending:
+        raise AssertionError(f"{len(pending)} of {len(done) + len(pending)} tasks of tenant {tenant} "
+                             f"not in {states} after {timeout}s, e.g. {sorted(pending)[:3]}")
     return done
 
 

@@ -185,21 +185,13 @@ class Deployment:
 
     def wait_for_tasks(self, tenant: str, ids, states=("SUCCESS",), timeout: float = 180) -> dict:
         """Poll the tenant's API until every id is in one of `states`: id -> its body."""
-        from ops.core.run import wait_until
+        from tests.support.deployment import poll_results
 
-        pending, done = set(ids), {}
-
-        def still() -> str | None:
-            for task_id in list(pending):
-                code, body = self.task(tenant, task_id)
-                if code == 200 and body["status"] in states:
-                    done[task_id] = body
-                    pending.discard(task_id)
-            if pending:
-                return f"{len(pending)} of {len(done) + len(pending)} tasks, e.g. {sorted(pending)[:2]}"
-            return None
-
-        wait_until(still, timeout=timeout, what=f"tenant {tenant}'s tasks to reach {'/'.join(states)}")
+        done, pending = poll_results(lambda task_id: self.task(tenant, task_id), ids, timeout, states)
+        if pending:
+            total = len(done) + len(pending)
+            raise AssertionError(f"tenant {tenant} (instance {self.name}): {len(pending)} of {total} "
+                                 f"tasks not in {'/'.join(states)} after {timeout:.0f}s, e.g. {sorted(pending)[:2]}")
         return done
 
     # ---- the engine ------------------------------------------------------------------------------------------
