@@ -18,7 +18,7 @@ from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.data import journal
-from ops.deploy import compose, connlimit, containers, health, preflight, wanted
+from ops.deploy import compose, connlimit, containers, health, images, preflight, wanted
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl, tenant_files
@@ -83,19 +83,25 @@ def init(c, rotate=False):
             "monitoring": "Also build the monitoring image (Prometheus, Alertmanager, redis_exporter)."})
 @_fail_cleanly
 def build(c, tools=False, monitoring=False):
-    """Build the images (redis, app; redis-commander with --tools, monitoring with --monitoring) from Debian."""
-    _build(tools=tools, tenants_too=True, monitoring=monitoring)
+    """Build the images (redis, the app bases, every tenant's project; redis-commander with --tools, monitoring with
+    --monitoring) from Debian."""
+    with_env_file = [n for n in tenants.known_names() if tenants.env_path(n).exists()]
+    _build(tools=tools, tenants_too=tenants.load_many(with_env_file) or True, monitoring=monitoring)
 
 
-def _build(tools: bool, tenants_too: bool, monitoring: bool = False) -> None:
+def _build(tools: bool, tenants_too, monitoring: bool = False) -> None:
+    """Build the images; `tenants_too`: True (the base images), or the tenants whose project images to build too."""
     engine.ensure()
     baseimage.ensure()
-    # The tenants' metrics exporters run the app image: monitoring needs it too.
-    services = ["redis"] + (["app"] if tenants_too or monitoring else []) + (["redis-commander"] if tools else [])
+    # The tenants' metrics exporters run the app base image: monitoring needs it too.
+    bases = ["app", "app-build"] if tenants_too or monitoring else []
+    services = ["redis", *bases] + (["redis-commander"] if tools else [])
     services += [naming.PROMETHEUS_SERVICE] if monitoring else []  # the build definition of the monitoring image
     profiles = ["build"] + ([compose.TOOLS_PROFILE] if tools else []) + \
         ([compose.MONITORING_PROFILE] if monitoring else [])
     compose.run("build", *services, profiles=profiles)
+    if tenants_too and tenants_too is not True:  # after the bases: each project's image starts FROM them
+        images.build_tenants(tenants_too, log=lambda m: print(f"build: {m}"))
 
 
 @task(iterable=["tenant"], help={
@@ -142,9 +148,9 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
         watched = sorted({t.name for t in selected} | {n for n in remembered["tenants"] if n in tenants.known_names()})
         changed = profile.prepare(watched)  # the exporters of every tenant this and earlier `up` calls started
     preflight.check_ports(selected, tools=tools, monitoring=monitoring)
-    _build(tools=tools, tenants_too=bool(selected), monitoring=monitoring)
+    _build(tools=tools, tenants_too=selected or False, monitoring=monitoring)
     profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
-    services = ["redis"] + [t.service(r) for t in selected for r in compose.ROLES]
+    services = ["redis"] + [s for t in selected for s in t.services()]
     services += ["redis-commander"] if tools else []
     if monitoring:
         before = profile.started_at(profile.RELOADS)
@@ -180,7 +186,7 @@ def down(c, tenant=None, monitoring=False, volumes=False, yes=False):
         raise OpsError("--volumes deletes Redis data and every tenant database: add --yes to confirm")
     if tenant or monitoring:
         selected = _selected(tenant)
-        services = [t.service(r) for t in selected for r in compose.ROLES]
+        services = [s for t in selected for s in t.services()]
         services += [naming.metrics_service(t.name) for t in selected]
         if monitoring:
             services += [*naming.MONITORING_SERVICES, *map(naming.metrics_service, tenants.known_names())]
@@ -212,27 +218,40 @@ def logs(c, tenant=None, service=None, follow=False, tail="200"):
     """Show service logs."""
     selected = _selected(tenant)
     if service in compose.ROLES:
-        names = [t.service(service) for t in selected] if selected else \
-            [naming.service_name(n, service) for n in tenants.known_names()]
+        every = selected or tenants.load_many(tenants.known_names())
+        names = [s for t in every for s in t.services() if naming.tenant_of(s) and s.startswith(t.service(service))]
     elif service:
         names = [service]
     else:
-        names = [t.service(r) for t in selected for r in compose.ROLES]
+        names = [s for t in selected for s in t.services()]
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else []), *names]
     compose.run(*args, profiles=compose.all_profiles())
 
 
 @task(help={"name": "Short tenant name: a lowercase letter, then up to 14 lowercase letters or digits.",
-            "port": "Host port of its web service on 127.0.0.1 (default: the next free one of the instance's block)."})
+            "port": "Host port of its web service on 127.0.0.1 (default: the next free one of the instance's block).",
+            "project": "Folder of the tenant's own Django + Celery project, with a Dockerfile made from "
+                       "app/project-template/Dockerfile (default: the example project, app/example).",
+            "django_settings": "The project's Django settings module, e.g. config.settings.production.",
+            "celery_app": "The project's Celery app as module:attribute, e.g. config.celery_app:app.",
+            "wsgi_app": "The project's WSGI application as module:attribute, e.g. config.wsgi:application.",
+            "roles": "Redis roles beyond the broker, comma-separated: cache, results, pubsub.",
+            "queues": "The tenant's Celery queues, comma-separated, the default queue first.",
+            "pools": "Worker pools as name:queue+queue:concurrency, comma-separated; the first is `default`."})
 @_fail_cleanly
-def tenant_add(c, name, port=0):
-    """Add a tenant: env file with fresh secrets, client certificate, Redis ACL user (applied live)."""
+def tenant_add(c, name, port=0, project="", django_settings="", celery_app="", wsgi_app="", roles="", queues="",
+               pools=""):
+    """Add a tenant: env file with fresh secrets (and its project, roles, queues, pools), client certificate,
+    Redis ACL user (applied live). `./invoke up --tenant NAME` then builds its project's image and starts it."""
     from ops.secrets import tenant_add as tenant_admin
 
     _need_root("tenant-add")
     from ops.monitor import textfile
 
-    for line in tenant_admin.add(name, int(port or 0)):
+    given = {"project": project, "django_settings": django_settings, "celery_app": celery_app,
+             "wsgi_app": wsgi_app, "roles": ",".join(["broker", roles]) if roles else "", "queues": queues,
+             "pools": pools}
+    for line in tenant_admin.add(name, int(port or 0), **given):
         print(f"tenant-add: {line}")
     textfile.write_certificates()  # its two new certificates (its own, its metrics exporter's)
 
@@ -409,8 +428,8 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
     client = redis_admin.operator(timeout=30)
     redis_admin.ping_or_explain(client)
     for t in selected:
-        compose.run("exec", "-T", t.service("web"), "python", "manage.py", "flush_results", "--older-than", older_than,
-                    "--batch-size", str(int(batch_size)), *(["--dry-run"] if dry_run else []), profiles=[t.profile])
+        compose.run("exec", "-T", t.service("web"), "python", "-m", "tenantstack.manage", "flush_results",
+                    "--older-than", older_than, "--batch-size", str(int(batch_size)), *(["--dry-run"] if dry_run else []), profiles=[t.profile])
         report = redis_artifacts.flush(client, t.name, age, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         print(f"flush-results: tenant {t.name}: Redis: {verb} {report['found'] if dry_run else report['removed']} "

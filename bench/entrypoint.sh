@@ -9,8 +9,8 @@ settings=$(python -m tenantstack.env --shell)
 eval "$settings"  # DATA_DIR, QUEUES, CONCURRENCY
 case "${1:-worker}" in
   worker)
-    python manage.py migrate --noinput -v 0
-    # The shipped worker's command line, with the bench module instead of `tenantstack`.
+    python -m tenantstack.manage migrate --noinput -v 0
+    # The shipped worker's command line, with the bench module instead of `tenantstack.celery`.
     exec celery -A tenantbench.worker worker --queues "$QUEUES" --hostname 'celery@%h' --concurrency "$CONCURRENCY" \
       --loglevel INFO
     ;;

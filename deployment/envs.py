@@ -7,6 +7,7 @@ REDIS_SETTINGS does the same for envs/redis.env. To add a tenant setting, add on
 A row with `as_file` (every secret) never reaches a container's environment: ops/secrets/tenant_files.py
 writes it to its own read-only file and the app reads NAME_FILE (tenantstack/env.py).
 """
+import re
 from dataclasses import dataclass
 
 from . import naming
@@ -29,6 +30,7 @@ class Setting:
     in_file: bool = False
     decimal: bool = False  # a number with a fraction (CPUs), validated against low..high
     item: str = ""  # list settings: a regex every comma-separated item must match in full
+    pattern: str = ""  # single-value text settings: a regex the whole value must match
 
     @property
     def is_list(self) -> bool:
@@ -85,6 +87,37 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
     # kombu subscribes to must be listed exactly (deployment/naming.py acl_channel_patterns): these two
     # declare the ones beyond the pidbox and the default event receivers. Items become ACL patterns, hence
     # the strict character sets (no spaces, no glob characters in names).
+    # The tenant's own project (README, "Bring your own project"): a folder with its code and a Dockerfile that
+    # starts FROM the app base image; its Django settings, Celery app and WSGI app, which the glue package
+    # (app/tenantstack) wraps. The defaults are the example project, built the same way.
+    Setting("APP_BUILD_CONTEXT", "Folder with the tenant's project and its Dockerfile (FROM the app base image): "
+            "absolute, or relative to the checkout.", "app/example", required=False,
+            pattern=r"[A-Za-z0-9_./@+-]{1,200}", fix="set it to a folder holding the project's Dockerfile, "
+            "e.g. APP_BUILD_CONTEXT=/srv/projects/shop"),
+    Setting("TENANT_DJANGO_SETTINGS", "The project's Django settings module; the glue imports it, then overrides "
+            "what the deployment owns.", "example.settings", required=False, pattern=r"[A-Za-z_][A-Za-z0-9_.]{0,199}",
+            fix="set it to a dotted module path, e.g. TENANT_DJANGO_SETTINGS=config.settings.production"),
+    Setting("TENANT_CELERY_APP", "The project's Celery app as module:attribute.", "example.celery:app",
+            required=False, pattern=r"[A-Za-z_][A-Za-z0-9_.]{0,199}:[A-Za-z_][A-Za-z0-9_]{0,99}",
+            fix="set it to module:attribute, e.g. TENANT_CELERY_APP=config.celery_app:app"),
+    Setting("TENANT_WSGI_APP", "The project's WSGI application as module:attribute.", "example.wsgi:application",
+            required=False, pattern=r"[A-Za-z_][A-Za-z0-9_.]{0,199}:[A-Za-z_][A-Za-z0-9_]{0,99}",
+            fix="set it to module:attribute, e.g. TENANT_WSGI_APP=config.wsgi:application"),
+    # What the tenant may do on Redis beyond Celery's broker: each role adds an exact command set to the tenant's
+    # ACL users (deployment/acl.py ROLE_COMMANDS) and the glue configures the client for it (tenantstack/roles.py).
+    Setting("REDIS_ROLES", "Comma-separated Redis roles: broker (always), cache (Django's RedisCache, sessions), "
+            "results (Celery's Redis result backend), pubsub (PUBLISH/SUBSCRIBE on <prefix>app:*).", "broker",
+            required=False, item=r"broker|cache|results|pubsub",
+            fix="list roles among broker, cache, results and pubsub, e.g. REDIS_ROLES=broker,cache,results"),
+    # Queues and worker pools (deployment/tenant.py reads and cross-checks them). Empty: the one queue tenant-<name>
+    # and one pool `default` (service tenant-<name>-worker, CELERY_WORKER_CONCURRENCY processes) consuming it.
+    Setting("CELERY_QUEUES", "Comma-separated Celery queues of the tenant, the default queue first (empty: "
+            "tenant-<name>).", required=False, item=r"[a-z0-9][a-z0-9._-]{0,63}",
+            fix="list queue names of lowercase letters, digits, '.', '_' or '-', e.g. CELERY_QUEUES=default,reports"),
+    Setting("WORKER_POOLS", "Comma-separated worker pools as name:queue+queue:concurrency; pool `default` is service "
+            "tenant-<name>-worker, any other tenant-<name>-worker-<pool> (empty: one default pool on every queue).",
+            required=False, item=r"[a-z][a-z0-9]{0,14}:[a-z0-9][a-z0-9._+-]{0,200}:[0-9]{1,3}",
+            fix="list pools as name:queue+queue:concurrency, e.g. WORKER_POOLS=default:default:2,reports:reports:1"),
     Setting("CELERY_BROADCAST_QUEUES", "Comma-separated names of the Broadcast() queues the tenant's workers consume "
             "(empty: none). Each may then be PSUBSCRIBEd as <prefix>/0.<name>.", required=False,
             item=r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
@@ -234,15 +267,26 @@ def number(setting: Setting, raw: str) -> tuple[float | None, str | None]:
 def value_of(setting: Setting, values: dict[str, str]) -> str:
     """The setting's value in an env file, its default when absent or empty (optional rows added later)."""
     return values.get(setting.name) or setting.default
+
+
 def items(setting: Setting, raw: str) -> tuple[tuple[str, ...], str | None]:
     """(items, None) or ((), problem) for a comma-separated list setting; empty items are ignored."""
-    import re
-
     values = tuple(v.strip() for v in (raw or "").split(",") if v.strip())
     bad = [v for v in values if not re.fullmatch(setting.item, v)]
     if bad:
         return (), f"{setting.name} has invalid item {bad[0]!r}"
     return values, None
+
+
+def _value_problem(s: Setting, raw: str) -> str | None:
+    """What is wrong with one non-empty value by its row's kind (number, list, pattern), or None."""
+    if s.is_integer or s.decimal:
+        return (integer if s.is_integer else number)(s, raw)[1]
+    if s.is_list:
+        return items(s, raw)[1]
+    if s.pattern and not re.fullmatch(s.pattern, raw):
+        return f"{s.name}={raw!r} is not valid"
+    return None
 
 
 def problems(table: tuple[Setting, ...], values: dict[str, str]) -> list[str]:
@@ -258,14 +302,9 @@ def problems(table: tuple[Setting, ...], values: dict[str, str]) -> list[str]:
         out[-1] += ": run `./invoke init` to generate real values"
     for s in table:
         raw = values.get(s.name, "")
-        if (s.is_integer or s.decimal) and raw and s.name not in missing:
-            _, problem = (integer if s.is_integer else number)(s, raw)
-            if problem:
-                out.append(f"{problem}: {s.fix}")
-        if s.is_list and raw:
-            _, problem = items(s, raw)
-            if problem:
-                out.append(f"{problem}: {s.fix}")
+        problem = _value_problem(s, raw) if raw and s.name not in missing else None
+        if problem:
+            out.append(f"{problem}: {s.fix}")
     if table is TENANT_SETTINGS and values.get("TENANT") and not naming.is_valid_tenant_name(values["TENANT"]):
         out.append(f"TENANT={values['TENANT']!r} is not a valid tenant name: {TENANT['TENANT'].fix}")
     return out

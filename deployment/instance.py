@@ -27,7 +27,10 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 NAME_RULE = "a lowercase letter, then up to 30 lowercase letters, digits or dashes"
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
 IMAGE_REPO = "tenantstack"
-COMPONENTS = ("redis", "app", "redis-commander", "monitoring")  # the images an instance builds
+# The images an instance builds: `app` is the base every tenant project's image starts FROM, `app-build` the same
+# with compilers (a project's build stage); each tenant's own image is tenant_image() (built from its project).
+COMPONENTS = ("redis", "app", "app-build", "redis-commander", "monitoring")
+TENANT_IMAGE_PREFIX = "tenant-"  # tenantstack/tenant-<name>:<tag>
 # Built only by `./invoke bench`, FROM the instance's app image; never deployed, removed after each bench run.
 BENCH_COMPONENT = "bench"
 # Compose's own labels: every object of a project carries the project (the instance name); its containers also
@@ -152,6 +155,14 @@ class Instance:
             raise ValueError(f"unknown image component {component!r}: one of {', '.join(COMPONENTS)}")
         return f"{IMAGE_REPO}/{component}:{self.image_tag}"
 
+    def tenant_image(self, tenant: str) -> str:
+        """The image of one tenant's project (FROM image("app")), built from its APP_BUILD_CONTEXT."""
+        return f"{IMAGE_REPO}/{TENANT_IMAGE_PREFIX}{tenant}:{self.image_tag}"
+
+    def tenant_image_reference(self) -> str:
+        """A `docker images --filter reference=` pattern matching every tenant image of this instance."""
+        return f"{IMAGE_REPO}/{TENANT_IMAGE_PREFIX}*:{self.image_tag}"
+
     # ---- host ports --------------------------------------------------------------------------
     @functools.cached_property
     def block(self) -> int:
@@ -195,6 +206,7 @@ class Instance:
         return {
             "TS_REDIS_IMAGE": self.image("redis"),
             "TS_APP_IMAGE": self.image("app"),
+            "TS_APP_BUILD_IMAGE": self.image("app-build"),
             "TS_COMMANDER_IMAGE": self.image(naming.TOOLS_SERVICE),
             "TS_MONITORING_IMAGE": self.image(naming.MONITORING_PROFILE),
             "TS_SECRETS": str(self.secrets),

@@ -62,3 +62,32 @@ def load_commands(scripts: dict[str, str]) -> str:
 
 def load_expectation(scripts: dict[str, str]) -> str:
     return "".join(f"{sha}\n" for sha in scripts) + "PONG\n"
+
+
+CELERY_CHORD_SCRIPTS = 3  # CHORD_PART_RETURN_LUA, CHORD_CLEANUP_LUA, CHORD_CLAIM_EXTEND_LUA in Celery 5.7
+
+
+def celery_chord_scripts() -> dict[str, str]:
+    """sha1 -> Lua source of Celery's Redis result backend scripts (chord bookkeeping), read from the installed Celery.
+
+    Fixed scripts over their KEYS (no loop beyond four keys), run with the tenant's rights; the `results` role may
+    EVALSHA them (deployment/acl.py). Loaded with kombu's by the server's healthcheck (loaded_scripts), or every chord
+    fails with NOPERM on redis-py's SCRIPT LOAD fallback."""
+    from celery.backends import redis as backend
+
+    sources = [value for name, value in sorted(vars(backend).items())
+               if name.isupper() and isinstance(value, str) and "redis.call(" in value]
+    if not sources and not hasattr(backend, "CHORD_PART_RETURN_LUA"):
+        return {}  # Celery before 5.7 books chords with a MULTI pipeline instead (its commands are in the role)
+    if len(sources) < CELERY_CHORD_SCRIPTS:
+        raise DeploymentError(f"found {len(sources)} Lua scripts in celery.backends.redis, expected at least "
+                              f"{CELERY_CHORD_SCRIPTS}: Celery moved its chord scripts; update deployment/lua.py "
+                              "celery_chord_scripts to where they are now")
+    return {sha1(s): s for s in sources}
+
+
+def loaded_scripts() -> dict[str, str]:
+    """Every script the server's healthcheck SCRIPT LOADs: kombu's (the broker) and Celery's (the results role).
+
+    Loading is server-wide and harmless; running one needs the `+evalsha|<sha1>` of a role the tenant declared."""
+    return {**kombu_scripts(), **celery_chord_scripts()}

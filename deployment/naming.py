@@ -42,7 +42,7 @@ def tenant_of(derived: str) -> str | None:
     """The tenant a derived name (service, user, profile) belongs to, or None for a shared one."""
     if not derived.startswith(_TENANT):
         return None
-    rest = derived[len(_TENANT):]
+    rest = re.sub(r"-worker-[a-z][a-z0-9]{0,14}$", "-worker", derived[len(_TENANT):])  # a pool's worker service
     for role in (*ROLES, _METRICS):
         if rest.endswith(f"-{role}"):
             rest = rest[: -len(role) - 1]
@@ -71,6 +71,12 @@ def compose_profile(tenant: str) -> str:
 def service_name(tenant: str, role: str) -> str:
     """Compose service of one tenant role: web, worker or beat."""
     return f"{_TENANT}{tenant}-{role}"
+
+
+def pool_service(tenant: str, pool: str) -> str:
+    """Compose service of one worker pool: the default pool keeps tenant-<t>-worker, others tenant-<t>-worker-<pool>."""
+    worker = service_name(tenant, "worker")
+    return worker if pool == "default" else f"{worker}-{pool}"
 
 
 def metrics_service(tenant: str) -> str:
@@ -177,3 +183,26 @@ def secret_file_name(setting: str) -> str:
 def secret_file_var(setting: str) -> str:
     """The variable naming that file inside the container, e.g. REDIS_PASSWORD_FILE."""
     return f"{setting}_FILE"
+
+
+# ---- Redis roles beyond the broker (REDIS_ROLES): the names their clients use (app/tenantstack/roles.py) and the
+# patterns the tenant's ACL confines them to (deployment/acl.py), spelled once -------------------------------------
+def cache_key_prefix(tenant: str) -> str:
+    """Django's KEY_PREFIX of the cache role: Django's keys are KEY_PREFIX:version:key, `<prefix>cache:1:<key>`."""
+    return f"{key_prefix(tenant)}cache"
+
+
+def result_channel_pattern(tenant: str) -> str:
+    """The channels the results role may SUBSCRIBE to: Celery's Redis backend publishes each result on its key,
+    `<prefix>celery-task-meta-<id>` (global_keyprefix + Celery's task_keyprefix), and subscribes to it to wait."""
+    return f"{key_prefix(tenant)}celery-task-meta-*"
+
+
+def app_channel(tenant: str, name: str) -> str:
+    """An application pub/sub channel of the pubsub role: `<prefix>app:<name>`."""
+    return f"{key_prefix(tenant)}app:{name}"
+
+
+def app_channel_pattern(tenant: str) -> str:
+    """The channels the pubsub role may SUBSCRIBE to: every app_channel() of the tenant."""
+    return app_channel(tenant, "*")

@@ -1,5 +1,6 @@
 """The alert rules as they ship: `promtool test rules` fires every alert on a series that crosses its threshold,
-and none of them on a healthy deployment; the rendered Prometheus and Alertmanager configurations load.
+and none of them on a healthy deployment; the queue alerts fire per queue of a tenant with two; the rendered
+Prometheus and Alertmanager configurations load.
 
 Rendered from the committed templates with the table's defaults (envs/monitoring.env as `init` writes it).
 Annotations are left out of the unit test (promtool compares them verbatim); that each rule has a summary
@@ -22,6 +23,13 @@ T = DEFAULTS
 EVAL = "10m"  # past every `for:` of the defaults (5 min; Redis: 1 min)
 R = 'job="redis",instance="redis-exporter"'
 M = 'job="tenants",instance="tenant-metrics",tenant="b"'
+MB = {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}  # M's labels, as an alert carries them
+Q = M + ',queue="tenant-b"'  # the per-queue series of b's one queue (no CELERY_QUEUES: tenant-<name>)
+QUEUE_ALERTS = ("TenantQueueBacklog", "TenantOldestTaskTooOld")  # fire per queue: their labels carry it
+
+
+def _queue(name: str) -> str:
+    return f'{M},queue="{name}"'
 
 
 def _series(name: str, labels: str, values: str) -> dict:
@@ -39,11 +47,11 @@ FIRING = {
     "RedisNotPersisting": ([_series("redis_aof_last_write_status", R, "1 0x40"),
                             _series("redis_rdb_last_bgsave_status", R, "1x40")],
                            {"job": "redis", "instance": "redis-exporter"}),
-    "TenantQueueBacklog": ([_series("tenantstack_queue_depth", M, f"0 {T['ALERT_QUEUE_DEPTH'] + 100}x40")],
-                           {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
-    "TenantOldestTaskTooOld": ([_series("tenantstack_oldest_queued_task_age_seconds", M,
+    "TenantQueueBacklog": ([_series("tenantstack_queue_depth", Q, f"0 {T['ALERT_QUEUE_DEPTH'] + 100}x40")],
+                           {**MB, "queue": "tenant-b"}),
+    "TenantOldestTaskTooOld": ([_series("tenantstack_oldest_queued_task_age_seconds", Q,
                                         f"{T['ALERT_OLDEST_TASK_SECONDS'] + 1}+60x40")],
-                               {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
+                               {**MB, "queue": "tenant-b"}),
     "TenantWorkerDown": ([_series("tenantstack_workers_alive", M, "1 0x40")],
                          {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}),
     "TenantBeatStale": ([_series("tenantstack_beat_heartbeat_age_seconds", M,
@@ -70,13 +78,41 @@ HEALTHY = [
     _series("redis_memory_used_bytes", R, "100x40"), _series("redis_memory_max_bytes", R, "1000x40"),
     _series("redis_connected_clients", R, "20x40"), _series("redis_aof_last_write_status", R, "1x40"),
     _series("redis_aof_last_bgrewrite_status", R, "1x40"), _series("redis_rdb_last_bgsave_status", R, "1x40"),
-    _series("tenantstack_queue_depth", M, "3x40"), _series("tenantstack_oldest_queued_task_age_seconds", M, "2x40"),
+    _series("tenantstack_queue_depth", Q, "3x40"), _series("tenantstack_oldest_queued_task_age_seconds", Q, "2x40"),
     _series("tenantstack_workers_alive", M, "1x40"), _series("tenantstack_beat_heartbeat_age_seconds", M, "5x40"),
     _series("tenantstack_tasks_finished_total", M + ',state="failed"', "0+0x40"),
     _series("tenantstack_tasks_finished_total", M + ',state="succeeded"', "0+10x40"),
     _series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"', "0x40"),
     _series("tenantstack_certificate_expiry_timestamp_seconds", 'job="ops",instance="receiver",certificate="redis"',
             f"{400 * 86400}x40"),
+]
+
+# Tenant b with two queues (CELERY_QUEUES=default,reports): each queue is compared with the thresholds on its own.
+DEPTH, AGE = T["ALERT_QUEUE_DEPTH"], T["ALERT_OLDEST_TASK_SECONDS"]
+
+
+def _two_queues(depths: dict[str, str], ages: dict[str, str], backlog: list[str], too_old: list[str]) -> dict:
+    """A promtool test: b's two queues with these depth and age series; the queues each alert fires for."""
+    series = [_series("tenantstack_queue_depth", _queue(q), v) for q, v in depths.items()]
+    series += [_series("tenantstack_oldest_queued_task_age_seconds", _queue(q), v) for q, v in ages.items()]
+    expect = {"TenantQueueBacklog": backlog, "TenantOldestTaskTooOld": too_old}
+    return {"interval": "1m", "input_series": series, "alert_rule_test": [
+        {"eval_time": EVAL, "alertname": name,
+         "exp_alerts": [{"exp_labels": {**MB, "queue": q, "severity": "warn"}} for q in queues]}
+        for name, queues in expect.items()]}
+
+
+TWO_QUEUES = [
+    # Only reports is behind: one alert each, for reports; default's healthy series neither fires nor hides it.
+    _two_queues({"default": "3x40", "reports": f"0 {DEPTH + 100}x40"},
+                {"default": "2x40", "reports": f"{AGE + 1}+60x40"}, ["reports"], ["reports"]),
+    # Both behind: an alert per queue, told apart by their queue label.
+    _two_queues({"default": f"{DEPTH + 1}x40", "reports": f"{DEPTH + 100}x40"},
+                {"default": f"{AGE + 1}+60x40", "reports": f"{AGE + 1}+60x40"},
+                ["default", "reports"], ["default", "reports"]),
+    # Each queue under the thresholds although together they are over: nothing fires (the limits are per queue).
+    _two_queues({"default": f"{DEPTH // 2 + 1}x40", "reports": f"{DEPTH // 2 + 1}x40"},
+                {"default": f"{AGE // 2}x40", "reports": f"{AGE // 2}x40"}, [], []),
 ]
 
 
@@ -102,6 +138,8 @@ def test_every_alert_has_a_case_and_a_summary_that_says_what_to_do():
         summary = rule["annotations"]["summary"]
         assert "./invoke" in summary, f"{rule['alert']}: its summary must say what to run"
         assert rule["labels"]["severity"] in ("page", "warn")
+        if rule["alert"] in QUEUE_ALERTS:  # a backlog's alert says which tenant and which of its queues
+            assert "{{ $labels.tenant }}" in summary and "{{ $labels.queue }}" in summary, rule["alert"]
 
 
 def test_promtool_fires_each_alert_at_its_threshold_and_none_when_healthy(tmp_path):
@@ -115,6 +153,7 @@ def test_promtool_fires_each_alert_at_its_threshold_and_none_when_healthy(tmp_pa
               "alert_rule_test": [{"eval_time": EVAL, "alertname": name,
                                    "exp_alerts": [{"exp_labels": {**labels, "severity": severity[name]}}]}]}
              for name, (series, labels) in FIRING.items()]
+    tests += TWO_QUEUES
     tests.append({"interval": "1m", "input_series": HEALTHY,
                   "alert_rule_test": [{"eval_time": EVAL, "alertname": name, "exp_alerts": []} for name in FIRING]})
     # Not before `for:` has passed: a backlog of 4 minutes has not fired yet.

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployment import envs, naming
+from deployment import tenant as tenant_model
 
 ENV_FILE_VAR = "TENANTSTACK_ENV_FILE"
 EXAMPLE_VALUE = envs.PLACEHOLDER  # the placeholder of the committed *.env.example files; never valid
@@ -71,6 +72,10 @@ class Config:
     allowed_hosts: tuple[str, ...]
     admin_password: str  # empty: the web entrypoint leaves the admin user alone
     broadcast_queues: tuple[str, ...] = ()  # Broadcast() queues the workers consume besides the tenant's queue
+    # The tenant's declarations (deployment/tenant.py): project, Redis roles, queues, pools. None only when
+    # the configuration has problems (then read_config raises).
+    spec: tenant_model.Spec | None = None
+    pool: str = tenant_model.DEFAULT_POOL  # the worker pool this process belongs to (WORKER_POOL, set per service)
 
     @property
     def soft_time_limit(self) -> int:
@@ -83,12 +88,25 @@ class Config:
 
     @property
     def queue(self) -> str:
-        return naming.queue_name(self.tenant)
+        """The tenant's default queue: the first of CELERY_QUEUES (tenant-<name> when none are declared)."""
+        return self.spec.default_queue if self.spec else naming.queue_name(self.tenant)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self.spec.queues if self.spec else (self.queue,)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.spec.roles if self.spec else ("broker",)
+
+    @property
+    def worker_pool(self) -> tenant_model.Pool:
+        return self.spec.pool(self.pool)
 
     @property
     def consumed_queues(self) -> tuple[str, ...]:
-        """What a worker consumes: the tenant's queue, then its declared Broadcast() queues (by name)."""
-        return (self.queue, *self.broadcast_queues)
+        """What this pool's workers consume: the pool's queues, then the declared Broadcast() queues (by name)."""
+        return (*self.worker_pool.queues, *self.broadcast_queues)
 
 
 class ConfigError(Exception):
@@ -124,6 +142,7 @@ class _Reader:
         self.where = environ.get(ENV_FILE_VAR) or "the environment"
         self.groups: dict[tuple[str, bool, str], list[str]] = {}
         self.bad_files: set[str] = set()  # settings whose NAME_FILE is missing or unreadable
+        self.whole: list[str] = []  # problems the model states whole (deployment/tenant.py cross-checks)
 
     def problem(self, subject: str, state: str, fix: str, *, in_env_file: bool = True) -> None:
         """Record `<subject> is <state> [in <env file>]: <fix>`; same state and fix share one clause."""
@@ -136,7 +155,7 @@ class _Reader:
             names = subjects[0] if len(subjects) == 1 else f"{', '.join(subjects[:-1])} and {subjects[-1]}"
             where = f" in {self.where}" if in_env_file else ""
             lines.append(f"{names} {'is' if len(subjects) == 1 else 'are'} {state}{where}: {fix}")
-        return lines
+        return lines + [f"{p} (in {self.where})" for p in self.whole]
 
     def raw(self, key: str) -> str:
         value = self.environ.get(key, "").strip()
@@ -267,8 +286,25 @@ class _Reader:
         hosts = tuple(h.strip() for h in self.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip())
         return hosts or ("127.0.0.1", "localhost", naming.service_name(tenant, "web"))
 
+    def spec(self, tenant: str) -> tenant_model.Spec | None:
+        """Project, roles, queues and pools, cross-checked (deployment/tenant.py); problems join the others."""
+        if not tenant or not naming.is_valid_tenant_name(tenant):
+            return None
+        values = {s.name: self.raw(s.name) for s in envs.TENANT_SETTINGS if not s.as_file}
+        found, problems = tenant_model.read(tenant, values)
+        self.whole.extend(problems)  # already one sentence each, with its fix
+        return found
+
+    def pool(self, spec: tenant_model.Spec | None) -> str:
+        name = self.raw("WORKER_POOL") or tenant_model.DEFAULT_POOL
+        if spec and name not in {p.name for p in spec.pools}:
+            self.problem(f"WORKER_POOL={name!r}", "not a pool of WORKER_POOLS",
+                         f"use one of {', '.join(p.name for p in spec.pools)}")
+        return name
+
     def config(self) -> Config:
         tenant = self.tenant()
+        spec = self.spec(tenant)
         time_limit = self.setting("CELERY_TASK_TIME_LIMIT")
         visibility = self.setting("CELERY_VISIBILITY_TIMEOUT")
         if time_limit and visibility and visibility <= time_limit:
@@ -295,6 +331,8 @@ class _Reader:
             allowed_hosts=self.allowed_hosts(tenant),
             admin_password=self.secret("DJANGO_ADMIN_PASSWORD", required=False),
             broadcast_queues=self.names("CELERY_BROADCAST_QUEUES"),
+            spec=spec,
+            pool=self.pool(spec),
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -317,12 +355,25 @@ def load_or_exit() -> Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def export_secrets(config: Config) -> None:
+    """Put the file-delivered settings into this process's environment (never the container's).
+
+    A project's settings module often reads `os.environ["DJANGO_SECRET_KEY"]` or DATABASE_URL at import; in the
+    containers only NAME_FILE is set (`docker inspect` shows no secret), so the glue reads the files (load())
+    and hands the values to the process and its children here, before the project's settings are imported."""
+    values = {"DJANGO_SECRET_KEY": config.secret_key, "REDIS_PASSWORD": config.redis_password,
+              "DJANGO_ADMIN_PASSWORD": config.admin_password, "DATABASE_URL": config.database_url}
+    for name, value in values.items():
+        if value:
+            os.environ[name] = value
+
+
 def shell_assignments(config: Config) -> str:
     """What entrypoint.sh needs, as `NAME=value` lines safe for `eval`."""
     import shlex
 
     values = {"DATA_DIR": config.data_dir, "QUEUES": ",".join(config.consumed_queues),
-              "CONCURRENCY": config.worker_concurrency}
+              "CONCURRENCY": config.worker_pool.concurrency}
     return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
 
 

@@ -1,40 +1,17 @@
-"""Django settings of the running tenant: tenant-independent ones plus those from the environment.
+"""DJANGO_SETTINGS_MODULE of every tenant process: the project's own settings, then what the deployment owns.
 
-Importing this module validates the environment (tenantstack.env): a bad value stops web,
-worker, beat or manage.py with one `config error: ...` line.
+Importing this module validates the environment (tenantstack.env): a bad value stops web, worker, beat or
+manage.py with one `config error: ...` line. Then the secret files are put into this process's environment
+(never the container's), so a project whose settings read `os.environ["DJANGO_SECRET_KEY"]` at import works,
+and the project's settings module (TENANT_DJANGO_SETTINGS) is imported and copied here. Last, the settings the
+deployment owns are overridden (tenantstack.overrides says which and why) and the list of what was replaced is
+logged once, on stderr, so nobody wonders why their DEBUG=True does nothing.
 """
-import dj_database_url
-
-from tenantstack import env
-from tenantstack.settings_base import *  # noqa: F403
+from tenantstack import env, overrides, project
 
 CONFIG = env.load_or_exit()
+env.export_secrets(CONFIG)
+_project = project.import_module("TENANT_DJANGO_SETTINGS", CONFIG.spec.project.django_settings)
+globals().update({k: v for k, v in vars(_project).items() if k.isupper()})
 TENANT = CONFIG.tenant
-
-SECRET_KEY = CONFIG.secret_key
-ALLOWED_HOSTS = list(CONFIG.allowed_hosts)
-
-# SQLite in WAL mode with IMMEDIATE transactions: a writer takes the lock when its transaction
-# starts, and waits (busy timeout) instead of failing with "database is locked" when two worker
-# processes store results or count down a chord at the same time.
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
-SQLITE_INIT = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-if CONFIG.database_url:
-    DATABASES = {"default": dj_database_url.parse(CONFIG.database_url, conn_max_age=60, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(CONFIG.sqlite_path),
-            # Kept open across tasks and requests: Celery's Django fixup closes a connection after every
-            # task unless it has a max age, and opening one (connect, PRAGMAs, Django's ~30 SQL functions)
-            # was a measurable part of each task's CPU (`./invoke bench`, section throughput).
-            "CONN_MAX_AGE": 600,
-            "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
-                "init_command": SQLITE_INIT,
-            },
-        }
-    }
+overrides.apply(globals(), CONFIG)

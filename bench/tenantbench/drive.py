@@ -8,7 +8,7 @@ last result is stored, so the host reads the CPU counters around exactly the wor
                        percentiles, and for the slowest 1 % how much was queue wait and how much result write
   enqueue N            publish N no-op tasks and return (nothing consumes them: Redis memory per queued task)
   fill ROWS            ROWS results 30 days old, worker 'celery@bench', in this tenant's database (raw SQL)
-  flush METHOD         delete results older than 7 days: `batched` (jobs.cleanup, what flush-results runs)
+  flush METHOD         delete results older than 7 days: `batched` (tenantstack.cleanup, what flush-results runs)
                        or `delete_expired` (django-celery-results' own)
 """
 import json
@@ -133,7 +133,7 @@ def flush(method: str) -> dict:
     cutoff = timedelta(days=CUTOFF_DAYS)
     started = time.time()
     if method == "batched":
-        from jobs.cleanup import delete_results_older_than
+        from tenantstack.cleanup import delete_results_older_than
 
         deleted = delete_results_older_than(timezone.now() - cutoff)["task_results"]
     elif method == "delete_expired":

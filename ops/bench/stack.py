@@ -58,12 +58,13 @@ def involved(config: str) -> list[str]:
 
 
 def build(log) -> None:
-    """The bench image on top of the instance's current app image (built by `up` just before)."""
+    """The bench image on top of tenant a's current image (the example project; built by `up` just before)."""
     t0 = time.monotonic()
-    run(["docker", "build", "--build-arg", f"APP_IMAGE={compose.image('app')}", "-t", IMAGE,
+    shipped = INSTANCE.tenant_image(TENANT)
+    run(["docker", "build", "--build-arg", f"APP_IMAGE={shipped}", "-t", IMAGE,
          "-f", str(BENCH_DIR / "Dockerfile"), str(BENCH_DIR)], env={**os.environ, **COMPOSE_ENV},
         what="bench: building the bench image", timeout=900)
-    log(f"bench: image {IMAGE} built FROM {compose.image('app')} in {time.monotonic() - t0:.1f}s")
+    log(f"bench: image {IMAGE} built FROM {shipped} in {time.monotonic() - t0:.1f}s")
 
 
 def remove_image() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployment import envs, naming
+from deployment import tenant as tenant_model
 from deployment.errors import DeploymentError as OpsError
 from ops.config.envfile import read_env, rel, require
 from ops.config.paths import ENVS, EXAMPLES, INSTANCE
@@ -17,6 +18,7 @@ class Tenant:
     name: str
     web_port: int
     env_file: Path
+    spec: tenant_model.Spec | None = None  # its declarations (pools, roles, project); None only in old callers
 
     @property
     def profile(self) -> str:
@@ -24,6 +26,41 @@ class Tenant:
 
     def service(self, role: str) -> str:
         return naming.service_name(self.name, role)
+
+    def services(self) -> list[str]:
+        """Every Compose service of the tenant: web, a worker per pool (the default pool's first), beat."""
+        pools = self.spec.pools if self.spec else (tenant_model.Pool(tenant_model.DEFAULT_POOL, (), 1),)
+        return [self.service("web"), *(p.service(self.name) for p in pools), self.service("beat")]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One tenant as its env file declares it, read once: what compose generation and the ACL hand down."""
+    name: str
+    env_file: Path
+    values: dict  # the env file's values ({} before `init` wrote it: every default applies)
+    spec: tenant_model.Spec
+    web_port: int
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.values)
+
+    def build_context(self) -> Path:
+        """The project's folder (APP_BUILD_CONTEXT): absolute, or relative to the checkout."""
+        path = Path(self.spec.project.build_context)
+        return path if path.is_absolute() else INSTANCE.root / path
+
+
+def declared(name: str) -> Declared:
+    """The tenant's env file read and cross-checked once (defaults when it does not exist yet)."""
+    path = env_path(name)
+    values = read_env(path) if path.exists() else {}
+    try:
+        spec = tenant_model.spec(name, values)
+    except ValueError as exc:
+        raise OpsError(f"{rel(path)}: {str(exc).split(': ', 1)[1]}") from None
+    return Declared(name, path, values, spec, web_port_of(name))
 
 
 def env_path(name: str) -> Path:
@@ -53,7 +90,11 @@ def load(name: str) -> Tenant:
     require(values, envs.TENANT_SETTINGS, path)
     if values["TENANT"] != name:
         raise OpsError(f"{rel(path)}: TENANT={values['TENANT']} but the file is for tenant '{name}': set TENANT={name}")
-    return Tenant(name=name, web_port=int(values["WEB_PORT"]), env_file=path)
+    try:
+        spec = tenant_model.spec(name, values)
+    except ValueError as exc:
+        raise OpsError(f"{rel(path)}: {str(exc).split(': ', 1)[1]}") from None
+    return Tenant(name=name, web_port=int(values["WEB_PORT"]), env_file=path, spec=spec)
 
 
 def load_many(names) -> list[Tenant]:

@@ -108,7 +108,7 @@ def export_tenant_db(name: str, dest: Path, log=print) -> None:
     target = dest / "tenants" / name
     target.mkdir(parents=True, exist_ok=True)
     with open(target / "db.dump", "wb") as out:
-        size = containers.exec_stream(service, ["python", "manage.py", "export_db"], out)
+        size = containers.exec_stream(service, ["python", "-m", "tenantstack.manage", "export_db"], out)
     with open(target / "db.dump", "rb") as dump:
         kind = "db.sqlite3" if dump.read(16) == b"SQLite format 3\x00" else "db.pgdump"
     (target / "db.dump").rename(target / kind)

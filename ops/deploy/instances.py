@@ -49,6 +49,9 @@ def remove(name: str, log=print) -> None:
         run(["docker", "network", "rm", *found["network"]], what=f"removing instance {name}'s networks")
     tags = [inst.image(c) for c in (*COMPONENTS, BENCH_COMPONENT)]  # a bench run killed outright leaves its image
     present = [t for t in tags if probe(["docker", "image", "inspect", t]).returncode == 0]
+    listed = probe(["docker", "images", "--filter", f"reference={inst.tenant_image_reference()}", "--format",
+                    "{{.Repository}}:{{.Tag}}"])  # each tenant project's image
+    present += sorted(set(listed.stdout.split())) if listed.returncode == 0 else []
     if present:  # only the instance's tags: layers shared with other instances stay
         probe(["docker", "rmi", *present])  # a tag still used by a leftover container stays: harmless
     if inst.home.is_dir() and inst.home != inst.root:

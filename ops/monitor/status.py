@@ -1,13 +1,18 @@
 """`./invoke status`: one screen (or one JSON object) for operators that needs no Prometheus.
 
-Read directly: Redis with the operator's admin client (ops/deploy/redis_admin.py): INFO, and per tenant LLEN
-of its queue, HLEN of its unacked hash and the publish time of its oldest queued message (LINDEX -1, the
-header jobs/published.py adds); workers alive from their heartbeats (one PSUBSCRIBE for LISTEN seconds:
-Celery sends one every 2 s); each tenant's database through `python -m jobs.metrics --summary` in its running
-web container, or in a throwaway container on its volume when the tenant is stopped; the last verified
-backup and the certificates on the host (ops/monitor/textfile.py). Every value an alert rule watches is
-compared with the same threshold (envs/monitoring.env) and marked red (`!` without a terminal) when the
-alert would fire; `show` returns 1 then.
+Read directly: Redis with the operator's admin client (ops/deploy/redis_admin.py): INFO, and per tenant, in one
+pipeline, LLEN of each declared queue (CELERY_QUEUES: deployment/tenant.py Spec.queue_keys), the publish time of
+each queue's oldest message (LINDEX -1, the header tenantstack/published.py adds) and HLEN of its unacked hash;
+workers alive from their heartbeats (one PSUBSCRIBE for LISTEN seconds: Celery sends one every 2 s); whether each
+worker pool's service (WORKER_POOLS) runs; each tenant's database through `python -m tenantstack.metrics --summary`
+in its running web container, or in a throwaway container on its volume when the tenant is stopped; the last
+verified backup and the certificates on the host (ops/monitor/textfile.py). Every value an alert rule watches is
+compared with the same threshold (envs/monitoring.env), per queue where the rule is per queue, and marked red (`!`
+without a terminal) when the alert would fire; `show` returns 1 then.
+
+A tenant's row shows its queues together (the sum of their depths, the oldest of their oldest messages); a tenant
+with several queues gets one line per queue below it, and one with several pools one line per pool, so a tenant
+with one queue and one pool looks as it always did.
 """
 import datetime as dt
 import json
@@ -16,6 +21,8 @@ import time
 
 import redis
 from deployment import envs, naming
+from deployment import tenant as tenant_model
+from deployment.errors import DeploymentError
 from deployment.instance import UIDS
 from deployment.messages import ALIVE_EVENTS, event_of, published_at
 from ops.config import tenants
@@ -27,6 +34,9 @@ from ops.monitor import config, textfile
 
 LISTEN = 4.5  # seconds of worker events: two of Celery's heartbeat intervals (2 s), so a late one still counts
 RED, RESET = "\033[31;1m", "\033[0m"
+# The rules that fire per queue (labels tenant and queue, as the exporter's series carry them): status names them
+# TenantQueueBacklog{tenant=b,queue=reports}, every other tenant alert TenantWorkerDown{tenant=b}.
+QUEUE_ALERTS = ("TenantQueueBacklog", "TenantOldestTaskTooOld")
 
 
 def thresholds() -> dict[str, int]:
@@ -47,6 +57,15 @@ def _age(seconds: float | None) -> str:
     if h:
         return f"{h}h{m}m"
     return f"{m}m{s % 60}s" if m else f"{s}s"
+
+
+def declarations(name: str) -> tuple[tenant_model.Spec, str | None]:
+    """The tenant's queues and pools from its env file (defaults before `init`); a file that does not hold gives
+    the defaults and its one-line problem, so status still shows everything else."""
+    try:
+        return tenants.declared(name).spec, None
+    except DeploymentError as exc:
+        return tenant_model.spec(name, {}), str(exc)
 
 
 def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[str]]:
@@ -76,8 +95,8 @@ def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[s
 
 
 def database_summary(name: str) -> dict:
-    """The tenant's database (python -m jobs.metrics --summary): in its web if running, else on its volume."""
-    argv = ["python", "-m", "jobs.metrics", "--summary", "/data"]
+    """The tenant's database (python -m tenantstack.metrics --summary): in its web if running, else on its volume."""
+    argv = ["python", "-m", "tenantstack.metrics", "--summary", "/data"]
     web = naming.service_name(name, "web")
     if containers.is_running(web):
         done = probe(["docker", "exec", containers.name(web), *argv], timeout=60, what=f"summary in {web}")
@@ -94,8 +113,9 @@ def database_summary(name: str) -> dict:
         return {"readable": False, "error": "the summary printed nothing readable"}
 
 
-def _redis_part(client: redis.Redis, names: list[str], limits: dict[str, int], now: float, doc: dict) -> list[str]:
-    """Redis' INFO and each tenant's keys into doc; returns the alerts they would fire."""
+def _redis_part(client: redis.Redis, specs: dict[str, tenant_model.Spec], limits: dict[str, int], now: float,
+                doc: dict) -> list[str]:
+    """Redis' INFO and each tenant's keys into doc; returns the alerts they would fire (the tenants' come later)."""
     try:
         info = client.info()
     except (redis.RedisError, OSError) as exc:
@@ -121,16 +141,30 @@ def _redis_part(client: redis.Redis, names: list[str], limits: dict[str, int], n
         alerts.append("RedisTooManyClients")
     if not persisting:
         alerts.append("RedisNotPersisting")
-    workers = listen_for_workers(client, names)
-    for name in names:
-        pipe = client.pipeline(transaction=False)
-        pipe.llen(naming.queue_key(name)).hlen(naming.unacked_key(name)).lindex(naming.queue_key(name), -1)
-        depth, unacked, oldest = pipe.execute()
-        published = published_at(oldest)
-        age = round(now - published, 1) if published else (0 if depth == 0 else None)
-        doc["tenants"][name] = {"queue_depth": depth, "unacked": unacked, "workers": len(workers[name]),
-                                "oldest_queued_age_seconds": age}
+    workers = listen_for_workers(client, list(specs))
+    for name, spec in specs.items():
+        doc["tenants"][name] = {**_queues(client, spec, now), "workers": len(workers[name])}
     return alerts
+
+
+def _queues(client: redis.Redis, spec: tenant_model.Spec, now: float) -> dict:
+    """One pipeline per tenant: LLEN + LINDEX -1 of each queue, HLEN of the unacked hash (one per tenant).
+
+    queue_depth and oldest_queued_age_seconds stay the tenant's totals (the sum; the oldest known age), so one
+    queue reads as before; `queues` has each queue's own, which the per-queue thresholds compare."""
+    pipe = client.pipeline(transaction=False)
+    for key in spec.queue_keys():
+        pipe.llen(key).lindex(key, -1)
+    pipe.hlen(naming.unacked_key(spec.tenant))
+    replies = pipe.execute()
+    queues = {}
+    for n, queue in enumerate(spec.queues):
+        depth, published = replies[2 * n], published_at(replies[2 * n + 1])
+        age = round(now - published, 1) if published else (0 if depth == 0 else None)
+        queues[queue] = {"depth": depth, "oldest_queued_age_seconds": age}
+    ages = [q["oldest_queued_age_seconds"] for q in queues.values() if q["oldest_queued_age_seconds"] is not None]
+    return {"queue_depth": sum(q["depth"] for q in queues.values()), "unacked": replies[-1],
+            "oldest_queued_age_seconds": max(ages) if ages else None, "queues": queues}
 
 
 def _host_part(limits: dict[str, int], now: float, doc: dict) -> list[str]:
@@ -157,24 +191,41 @@ def collect() -> dict:
     now = time.time()
     doc = {"instance": INSTANCE.name, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "thresholds": limits, "redis": {"up": False}, "tenants": {}, "backup": None, "certificates": {}}
-    names = tenants.known_names()
-    alerts = _redis_part(redis_admin.operator(timeout=5), names, limits, now, doc)
-    for name in names:
+    declared = {name: declarations(name) for name in tenants.known_names()}
+    specs = {name: spec for name, (spec, _) in declared.items()}
+    alerts = _redis_part(redis_admin.operator(timeout=5), specs, limits, now, doc)
+    for name, (spec, problem) in declared.items():
         row = doc["tenants"].setdefault(name, {})
+        if problem:
+            row["error"] = problem
         row["database"] = database_summary(name)
-        row["running"] = containers.is_running(naming.service_name(name, "worker"))
+        row["results_in_redis"] = spec.has("results")  # no result rows: the failure ratio cannot be read
+        row["running"] = containers.is_running(naming.service_name(name, "worker"))  # the default pool's
+        row["pools"] = {p.name: {"service": p.service(name), "queues": list(p.queues), "concurrency": p.concurrency,
+                                 "running": containers.is_running(p.service(name))} for p in spec.pools}
         row["alerts"] = _tenant_alerts(row, limits)
-        alerts += [f"{a}{{tenant={name}}}" for a in row["alerts"]]
+        alerts += [f"{a}{{tenant={name}}}" for a in row["alerts"] if a not in QUEUE_ALERTS]
+        alerts += [f"{a}{{tenant={name},queue={q}}}" for q, queue in row.get("queues", {}).items()
+                   for a in queue["alerts"]]
     doc["alerts"] = alerts + _host_part(limits, now, doc)
     return doc
 
 
-def _tenant_alerts(row: dict, limits: dict[str, int]) -> list[str]:
+def _queue_alerts(queue: dict, limits: dict[str, int]) -> list[str]:
     out = []
-    if row.get("queue_depth", 0) > limits["ALERT_QUEUE_DEPTH"]:
+    if queue["depth"] > limits["ALERT_QUEUE_DEPTH"]:
         out.append("TenantQueueBacklog")
-    if (row.get("oldest_queued_age_seconds") or 0) > limits["ALERT_OLDEST_TASK_SECONDS"]:
+    if (queue["oldest_queued_age_seconds"] or 0) > limits["ALERT_OLDEST_TASK_SECONDS"]:
         out.append("TenantOldestTaskTooOld")
+    return out
+
+
+def _tenant_alerts(row: dict, limits: dict[str, int]) -> list[str]:
+    """The tenant's alerts by name (a per-queue one once, whichever queues fire it); each queue's in its own row."""
+    out = []
+    for queue in row.get("queues", {}).values():
+        queue["alerts"] = _queue_alerts(queue, limits)
+        out += [a for a in queue["alerts"] if a not in out]
     if "workers" in row and row["workers"] == 0:
         out.append("TenantWorkerDown")
     db = row.get("database") or {}
@@ -191,6 +242,43 @@ def _mark(text: str, bad: bool, color: bool) -> str:
     if not bad:
         return text
     return f"{RED}{text}{RESET}" if color else f"!{text}"
+
+
+def _tenant_lines(name: str, row: dict, color: bool) -> list[str]:
+    """The tenant's row; then a line per queue when it has several, a line per pool when it has several."""
+    bad = set(row.get("alerts", []))
+    db = row.get("database") or {}
+    last = db.get("last_task") or {}
+    last_text = f"{last.get('status', '')} {last.get('date_done', '')[:19]}".strip() or (db.get("error") or "-")
+    if row.get("results_in_redis"):  # the result table holds nothing: say where the results are instead
+        last_text = "- (results in Redis)"
+    if row.get("error"):
+        last_text += f" ({row['error']})"
+    cells = [
+        f"{name:<16}",
+        _mark(f"{row.get('queue_depth', '-'):>7}", "TenantQueueBacklog" in bad, color),
+        f"{row.get('unacked', '-'):>9}",
+        _mark(f"{_age(row.get('oldest_queued_age_seconds')):>8}", "TenantOldestTaskTooOld" in bad, color),
+        _mark(f"{row.get('workers', '-'):>9}", "TenantWorkerDown" in bad, color),
+        "  " + _mark(f"{'-' if row.get('results_in_redis') else db.get('failures_last_hour', '-'):>10}",
+                     "TenantTaskFailureRatioHigh" in bad, color),
+        "  " + _mark(last_text, "TenantBeatStale" in bad, color)
+        + (" (beat stale)" if "TenantBeatStale" in bad else ""),
+    ]
+    lines = ["".join(cells)]
+    queues = row.get("queues", {})
+    if len(queues) > 1:
+        for queue, q in queues.items():
+            alerts = set(q.get("alerts", []))
+            lines.append(f"{'  ' + queue:<16}" + _mark(f"{q['depth']:>7}", "TenantQueueBacklog" in alerts, color)
+                         + " " * 9 + _mark(f"{_age(q['oldest_queued_age_seconds']):>8}",
+                                           "TenantOldestTaskTooOld" in alerts, color))
+    pools = row.get("pools", {})
+    if len(pools) > 1:
+        for pool, p in pools.items():
+            state = "running" if p["running"] else "stopped"
+            lines.append(f"  pool {pool}: {p['service']} {state}, {p['concurrency']} on {'+'.join(p['queues'])}")
+    return lines
 
 
 def render(doc: dict, color: bool) -> str:
@@ -210,21 +298,7 @@ def render(doc: dict, color: bool) -> str:
             f"last save {_age(r['last_save_age_seconds'])} ago"]))
     lines.append(f"{'tenant':<16}{'queue':>7}{'unacked':>9}{'oldest':>8}{'workers':>9}  {'failed/1h':>10}  last task")
     for name, row in doc["tenants"].items():
-        bad = set(row.get("alerts", []))
-        db = row.get("database") or {}
-        last = db.get("last_task") or {}
-        last_text = f"{last.get('status', '')} {last.get('date_done', '')[:19]}".strip() or (db.get("error") or "-")
-        cells = [
-            f"{name:<16}",
-            _mark(f"{row.get('queue_depth', '-'):>7}", "TenantQueueBacklog" in bad, color),
-            f"{row.get('unacked', '-'):>9}",
-            _mark(f"{_age(row.get('oldest_queued_age_seconds')):>8}", "TenantOldestTaskTooOld" in bad, color),
-            _mark(f"{row.get('workers', '-'):>9}", "TenantWorkerDown" in bad, color),
-            "  " + _mark(f"{db.get('failures_last_hour', '-'):>10}", "TenantTaskFailureRatioHigh" in bad, color),
-            "  " + _mark(last_text, "TenantBeatStale" in bad, color)
-            + (" (beat stale)" if "TenantBeatStale" in bad else ""),
-        ]
-        lines.append("".join(cells))
+        lines += _tenant_lines(name, row, color)
     b = doc["backup"]
     text = (f"last verified backup: {b['name']}, {_age(b['age_seconds'])} ago, written by "
             f"{b['server']['name']} {b['server']['version']}") if b else "last verified backup: none"

@@ -44,10 +44,10 @@ def apply(tenant_names=None, live: bool = True) -> list[str]:
     settings = _tenant_settings(names)
     before = acl.parse_users(REDIS_AUTH_CONF.read_text()) if REDIS_AUTH_CONF.exists() else {}
     wanted = acl.rules(redis_env, settings)
-    scripts = lua.kombu_scripts()
+    scripts = lua.loaded_scripts()
     for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, settings)),
                        (REDIS_SECRETS / "health.pass", redis_env["REDIS_HEALTH_PASSWORD"] + "\n"),
-                       # kombu's Lua, which the healthcheck SCRIPT LOADs after every Redis start (deployment/lua.py)
+                       # kombu's and Celery's Lua, SCRIPT LOADed by the healthcheck after every start (lua.py)
                        (REDIS_SECRETS / lua.LOAD_FILE, lua.load_commands(scripts)),
                        (REDIS_SECRETS / lua.EXPECT_FILE, lua.load_expectation(scripts))):
         _write(path, text)

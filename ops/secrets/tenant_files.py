@@ -19,7 +19,7 @@ from pathlib import Path
 from deployment import naming
 from deployment.instance import UIDS
 from ops.config import tenants
-from ops.config.envfile import read_env, rel, write_private
+from ops.config.envfile import rel, write_private
 from ops.config.paths import INSTANCE
 from ops.deploy import compose
 
@@ -34,8 +34,9 @@ def _owned_as(path: Path, uid: int, mode: int) -> bool:
 
 def write(name: str) -> list[str]:
     """Write the tenant's app.env and secret files from its (validated) env file; report what changed."""
-    values = read_env(tenants.load(name).env_file)
-    compose.write_tenant_env(name)
+    declared = tenants.declared(name)  # read once
+    values = declared.values
+    compose.write_tenant_env(declared)
     uid = UIDS["app"]
     folder = files_dir(name)
     folder.mkdir(parents=True, exist_ok=True)

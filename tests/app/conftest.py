@@ -47,7 +47,7 @@ def django_app(env_a, tmp_path_factory):
 @pytest.fixture(scope="session")
 def worker_a(django_app, env_a, tmp_path_factory):
     """Tenant a's real prefork worker (2 processes), named as the entrypoint names it (celery@<hostname>)."""
-    from jobs.healthcheck import worker_node_name
+    from tenantstack.healthcheck import worker_node_name
 
     worker = start_worker(env_a, tmp_path_factory.mktemp("logs") / "worker-a.log", worker_node_name())
     yield worker

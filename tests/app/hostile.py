@@ -19,7 +19,7 @@ class TenantB:
     def __init__(self, server, data_dir: Path, log: Path, node: str):
         self.server = server
         self.env = tenant_env(server, "b", data_dir)
-        migrated = run(["manage.py", "migrate", "--noinput"], self.env)
+        migrated = run(["-m", "tenantstack.manage", "migrate", "--noinput"], self.env)
         assert migrated.returncode == 0, migrated.stderr
         self.app = tenant_app(tenant_config(server, "b", data_dir))
         self.db = data_dir / "db.sqlite3"

@@ -8,15 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
+APP_DIR = Path(__file__).resolve().parents[2] / "app"  # the glue package (tenantstack) lives here
+PROJECT_DIR = APP_DIR / "example"  # the example project: /srv/app in its image, the processes' working directory
 
 
 def tenant_env(local_redis, tenant: str, data_dir: Path, **overrides) -> dict[str, str]:
     """A complete, valid environment for `tenant` against the test Redis (nothing inherited but PATH)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        # The image has /srv/app with the deployment package inside; here they sit side by side.
-        "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(APP_DIR.parent)]),
+        # As in the image (PYTHONPATH=/opt/tenantstack:/srv/app): the glue and the model first, then the project.
+        "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(APP_DIR.parent), str(PROJECT_DIR)]),
+        "DJANGO_SETTINGS_MODULE": "tenantstack.settings",
         "PYTHONDONTWRITEBYTECODE": "1",
         "LANG": "C.UTF-8",
         **local_redis.tenant_env(tenant),
@@ -33,7 +35,7 @@ def tenant_env(local_redis, tenant: str, data_dir: Path, **overrides) -> dict[st
 
 
 def run(args: list[str], env: dict, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=env, cwd=APP_DIR, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *args], env=env, cwd=PROJECT_DIR, capture_output=True, text=True,
                           timeout=timeout, **kw)
 
 
@@ -61,7 +63,7 @@ class AppProcess:
         self.node = node  # a worker's node name
         self.log = log
         self._log_fh = open(log, "wb")  # noqa: SIM115 - lives as long as the process; closed in stop()
-        self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=APP_DIR, stdout=self._log_fh,
+        self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=PROJECT_DIR, stdout=self._log_fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
@@ -95,14 +97,14 @@ def start_worker(env: dict, log: Path, node: str, concurrency: int = 2) -> AppPr
     from deployment import naming
 
     queue = naming.queue_name(env["TENANT"])
-    worker = AppProcess(["-m", "celery", "-A", "tenantstack", "worker", "--queues", queue, "--hostname", node,
+    worker = AppProcess(["-m", "celery", "-A", "tenantstack.celery", "worker", "--queues", queue, "--hostname", node,
                          "--concurrency", str(concurrency), "--loglevel", "INFO"], env, log, node=node)
     worker.wait_for_output(f"{node} ready.", timeout=60)
     return worker
 
 
 def start_gunicorn(env: dict, log: Path, port: int) -> AppProcess:
-    web = AppProcess(["-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+    web = AppProcess(["-m", "gunicorn", "--config", "python:tenantstack.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
                       "--workers", "1"], env, log)
     web.wait_for_output("Booting worker", timeout=30)
     return web

@@ -14,7 +14,7 @@ ENTRIES = {"heartbeat", "cleanup-stale-results"}
 @pytest.fixture
 def scheduler_in(django_app):
     """Open tenant a's HeartbeatScheduler on a schedule file in a folder; closes what it opened."""
-    from jobs.beat import HeartbeatScheduler
+    from tenantstack.beat import HeartbeatScheduler
     from tenantstack.celery import app
 
     opened = []
@@ -52,7 +52,7 @@ def test_restarting_keeps_exactly_the_configured_entries(scheduler_in, tmp_path)
 
 
 def test_a_second_beat_of_the_same_tenant_refuses_to_start(scheduler_in, tmp_path):
-    from jobs.beat import AnotherBeatRunning
+    from tenantstack.beat import AnotherBeatRunning
 
     scheduler_in(tmp_path)
     with pytest.raises(AnotherBeatRunning, match="another beat already runs for this tenant"):
@@ -61,32 +61,32 @@ def test_a_second_beat_of_the_same_tenant_refuses_to_start(scheduler_in, tmp_pat
 
 def test_beat_healthcheck_follows_the_heartbeat_age(env_a, tmp_path):
     env = {**env_a, "DATA_DIR": str(tmp_path)}
-    never = run(["-m", "jobs.healthcheck", "beat"], env)
+    never = run(["-m", "tenantstack.healthcheck", "beat"], env)
     assert never.returncode == 1 and "beat has not ticked yet" in never.stderr
     heartbeat = tmp_path / "beat.heartbeat"
     heartbeat.touch()
-    assert run(["-m", "jobs.healthcheck", "beat"], env).returncode == 0
+    assert run(["-m", "tenantstack.healthcheck", "beat"], env).returncode == 0
     os.utime(heartbeat, (time.time() - 120, time.time() - 120))
-    stale = run(["-m", "jobs.healthcheck", "beat", "--max-age", "60"], env)
+    stale = run(["-m", "tenantstack.healthcheck", "beat", "--max-age", "60"], env)
     assert stale.returncode == 1 and "beat is stuck" in stale.stderr
 
 
 def test_real_beat_sends_heartbeats_that_the_worker_records(worker_a, env_a, data_dir_a, tmp_path):
     from django_celery_results.models import TaskResult
 
-    before = set(TaskResult.objects.filter(task_name="jobs.tasks.heartbeat").values_list("task_id", flat=True))
-    beat = AppProcess(["-m", "celery", "-A", "tenantstack", "beat", "--schedule",
+    before = set(TaskResult.objects.filter(task_name="tenantstack.heartbeat").values_list("task_id", flat=True))
+    beat = AppProcess(["-m", "celery", "-A", "tenantstack.celery", "beat", "--schedule",
                        str(data_dir_a / "celerybeat-schedule"), "--loglevel", "INFO"], env_a, tmp_path / "beat.log")
     try:
         def new_heartbeat():
-            rows = TaskResult.objects.filter(task_name="jobs.tasks.heartbeat", status="SUCCESS")
+            rows = TaskResult.objects.filter(task_name="tenantstack.heartbeat", status="SUCCESS")
             return rows.exclude(task_id__in=before).first()
 
         row = wait_for(new_heartbeat, 40, "a heartbeat result from beat via the worker", interval=0.5)
         assert '"tenant": "a"' in row.result and row.worker == worker_a_node()
         assert time.time() - (data_dir_a / "beat.heartbeat").stat().st_mtime < 15
 
-        second = AppProcess(["-m", "celery", "-A", "tenantstack", "beat", "--schedule",
+        second = AppProcess(["-m", "celery", "-A", "tenantstack.celery", "beat", "--schedule",
                              str(data_dir_a / "celerybeat-schedule")], env_a, tmp_path / "beat-2.log")
         wait_for(lambda: not second.alive(), 30, "the second beat to give up")
         assert second.proc.returncode != 0
@@ -97,6 +97,6 @@ def test_real_beat_sends_heartbeats_that_the_worker_records(worker_a, env_a, dat
 
 
 def worker_a_node() -> str:
-    from jobs.healthcheck import worker_node_name
+    from tenantstack.healthcheck import worker_node_name
 
     return worker_node_name()

@@ -10,11 +10,11 @@ from tests.app.processes import run, tenant_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE_COMMANDS = {
-    "manage.py": ["manage.py", "check"],
-    "worker": ["-m", "celery", "-A", "tenantstack", "worker", "--loglevel", "INFO"],
-    "beat": ["-m", "celery", "-A", "tenantstack", "beat"],
-    "web": ["-m", "gunicorn", "--config", "gunicorn.conf.py"],
-    "inspect": ["-m", "celery", "-A", "tenantstack", "inspect", "ping"],
+    "manage.py": ["-m", "tenantstack.manage", "check"],
+    "worker": ["-m", "celery", "-A", "tenantstack.celery", "worker", "--loglevel", "INFO"],
+    "beat": ["-m", "celery", "-A", "tenantstack.celery", "beat"],
+    "web": ["-m", "gunicorn", "--config", "python:tenantstack.gunicorn_conf"],
+    "inspect": ["-m", "celery", "-A", "tenantstack.celery", "inspect", "ping"],
 }
 
 
@@ -71,7 +71,7 @@ def test_the_committed_example_env_file_is_refused_naming_every_placeholder(env_
     for key in ("DJANGO_SECRET_KEY", "REDIS_PASSWORD", "DJANGO_ADMIN_PASSWORD", "TENANT"):
         values.pop(key, None)
     values["TENANTSTACK_ENV_FILE"] = str(example)
-    line = assert_one_config_error(run(["manage.py", "check"], values), str(example), "'change-me'")
+    line = assert_one_config_error(run(["-m", "tenantstack.manage", "check"], values), str(example), "'change-me'")
     for key in ("DJANGO_SECRET_KEY", "REDIS_PASSWORD", "DJANGO_ADMIN_PASSWORD"):
         assert key in line
 
@@ -79,7 +79,7 @@ def test_the_committed_example_env_file_is_refused_naming_every_placeholder(env_
 def test_all_problems_are_reported_together(env_file_env):
     values, env_file = env_file_env
     rewrite(env_file, CELERY_TASK_TIME_LIMIT="five", CELERY_WORKER_CONCURRENCY="0", TENANT="Tenant_A")
-    line = assert_one_config_error(run(["manage.py", "check"], values))
+    line = assert_one_config_error(run(["-m", "tenantstack.manage", "check"], values))
     assert f"CELERY_TASK_TIME_LIMIT='five' is not a whole number in {env_file}" in line
     assert "CELERY_WORKER_CONCURRENCY=0 is out of range" in line
     assert "TENANT='Tenant_A' is not a valid tenant name" in line
@@ -95,7 +95,7 @@ def test_visibility_timeout_must_exceed_the_task_time_limit(env_file_env):
 def test_missing_tls_file_is_named_with_the_fix(env_file_env, tmp_path):
     values, _ = env_file_env
     values["TLS_CA_FILE"] = str(tmp_path / "nowhere" / "ca.crt")
-    assert_one_config_error(run(["-m", "celery", "-A", "tenantstack", "worker"], values),
+    assert_one_config_error(run(["-m", "celery", "-A", "tenantstack.celery", "worker"], values),
                             f"TLS_CA_FILE {tmp_path / 'nowhere' / 'ca.crt'} is missing", "./invoke init")
 
 

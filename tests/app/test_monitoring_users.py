@@ -3,11 +3,13 @@
 redis_exporter is the monitoring image's own 1.69 (Debian 13's, run on the host from the image's exported
 filesystem: tests/support/image_rootfs.py) with the flags compose/monitoring.yaml gives it (read from that file),
 as the `exporter` user with its own certificate, against the server image's Valkey 8.1; tenant b's metrics
-exporter is app/jobs/metrics.py in this process, as `tenant-b-metrics`, while tenant a's real worker (the
+exporter is app/tenantstack/metrics.py in this process, as `tenant-b-metrics` (also for a tenant b that declares
+two queues, on a server of its own whose ACL is rendered from that declaration), while tenant a's real worker (the
 session worker) sends its heartbeats and stores its results. After each, Redis' ACL LOG holds no refusal of
 them: nothing they send is denied.
 """
 import json
+import math
 import os
 import subprocess
 import threading
@@ -148,7 +150,7 @@ def metrics_b(local_redis, tmp_path, monkeypatch):
            "TLS_CERT_FILE": str(crt), "TLS_KEY_FILE": str(key)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    from jobs.metrics import Exporter, Source
+    from tenantstack.metrics import Exporter, Source
 
     exporter = Exporter(Source())
     threading.Thread(target=exporter.heartbeats.run, daemon=True).start()
@@ -158,7 +160,7 @@ def metrics_b(local_redis, tmp_path, monkeypatch):
 
 
 def test_metrics_exporter_counts_the_queue_and_the_oldest_tasks_age(local_redis, metrics_b, tmp_path):
-    import jobs.published  # noqa: F401 - the header every tenant process adds (tenantstack/celery.py imports it)
+    import tenantstack.published  # noqa: F401 - the header every tenant process adds (tenantstack/celery.py imports it)
     from tests.app.tenant_apps import tenant_app, tenant_config
 
     app_b = tenant_app(tenant_config(local_redis, "b", tmp_path))
@@ -168,14 +170,78 @@ def test_metrics_exporter_counts_the_queue_and_the_oldest_tasks_age(local_redis,
     time.sleep(1.1)  # so the oldest one is measurably old
     text = metrics_b.render()
     llen = local_redis.client().llen(naming.queue_key("b"))
-    assert llen == 5 and _value(text, 'tenantstack_queue_depth{tenant="b"}') == llen
-    age = _value(text, 'tenantstack_oldest_queued_task_age_seconds{tenant="b"}')
+    queue = f'tenant="b",queue="{naming.queue_name("b")}"'  # no CELERY_QUEUES: the one queue tenant-b
+    assert llen == 5 and _value(text, f"tenantstack_queue_depth{{{queue}}}") == llen
+    age = _value(text, f"tenantstack_oldest_queued_task_age_seconds{{{queue}}}")
     assert 1.0 <= age <= time.time() - sent_at + 0.5
     assert _value(text, 'tenantstack_unacked_messages{tenant="b"}') == 0
     assert _value(text, 'tenantstack_metrics_redis_up{tenant="b"}') == 1
     assert _value(text, 'tenantstack_workers_alive{tenant="b"}') == 0  # and a's worker does not count for b
     assert _value(text, 'tenantstack_metrics_database_up{tenant="b"}') == 0  # b has no database in this folder
+    assert _value(text, 'tenantstack_results_in_redis{tenant="b"}') == 0
     assert not _refusals(local_redis, naming.metrics_user("b"))
+
+
+TWO_QUEUES = {"CELERY_QUEUES": "default,reports"}  # b's env file rows: default queue first; one default pool on both
+
+
+@pytest.fixture
+def two_queue_redis(tmp_path_factory):
+    """A server of its own whose ACL is rendered from a tenant b that declares two queues (as `init` would)."""
+    server = _local_redis.start(tmp_path_factory.mktemp("redis-two-queues"), tenant_settings={"b": TWO_QUEUES})
+    yield server
+    server.stop()
+
+
+def test_metrics_exporter_reports_each_queue_of_a_tenant_with_two(two_queue_redis, tmp_path, monkeypatch):
+    """Depth and oldest age per declared queue, from one exporter reading as b's metrics user (TENANT_QUEUES as
+    Compose passes it); the unacked hash stays one per tenant."""
+    import tenantstack.published  # noqa: F401 - the header every tenant process adds
+    from tests.app.tenant_apps import tenant_app, tenant_config
+
+    server, user = two_queue_redis, naming.metrics_user("b")
+    password_file = tmp_path / "redis_password"
+    password_file.write_text(acl.monitoring_password(server.redis_env, user))
+    crt, key = server.cert(user)
+    for name, value in {"TENANT": "b", "TENANT_QUEUES": TWO_QUEUES["CELERY_QUEUES"], "DATA_DIR": str(tmp_path),
+                        "METRICS_PASSWORD_FILE": str(password_file), "REDIS_HOST": server.host,
+                        "REDIS_PORT": str(server.port), "TLS_CA_FILE": str(server.ca), "TLS_CERT_FILE": str(crt),
+                        "TLS_KEY_FILE": str(key)}.items():
+        monkeypatch.setenv(name, value)
+    from tenantstack.metrics import Exporter, Source
+
+    exporter = Exporter(Source())
+    app_b = tenant_app(tenant_config(server, "b", tmp_path, **TWO_QUEUES))
+    server.client().acl_log_reset()
+    sent_at = time.time()
+    for i in range(2):  # no worker of b runs here: they stay queued
+        app_b.send_task("jobs.tasks.echo", args=[i])  # the default queue: the first of CELERY_QUEUES
+    time.sleep(1.1)  # so the default queue's oldest is measurably older than reports'
+    for i in range(3):
+        app_b.send_task("jobs.tasks.echo", args=[i], queue="reports")
+    text = exporter.render()
+    operator = server.client()
+    prefix = naming.key_prefix("b")
+    assert (operator.llen(prefix + "default"), operator.llen(prefix + "reports")) == (2, 3)
+    assert _value(text, 'tenantstack_unacked_messages{tenant="b"}') == 0  # one hash per tenant, whatever the queue
+    assert 'queue="tenant-b"' not in text  # the declared queues only, not the name b would have without them
+
+    # PENDING deployment/acl.py: metrics_rule must give b's metrics user `%R~<prefix><queue>` for EACH declared queue;
+    # today it allows only naming.queue_key (tenant-b:tenant-b) and the unacked hash, so LLEN of both declared queues
+    # is refused and each reads NaN (unknown, never 0). Until that change lands this test ends here as an expected
+    # failure; it passes by itself afterwards.
+    rule = next(line for line in operator.acl_list() if line.startswith(f"user {user} ")).split()
+    if not all(f"%R~{prefix}{q}" in rule for q in ("default", "reports")):
+        assert math.isnan(_value(text, 'tenantstack_queue_depth{tenant="b",queue="reports"}'))
+        assert _value(text, 'tenantstack_metrics_redis_up{tenant="b"}') == 0
+        pytest.xfail("deployment/acl.py metrics_rule does not yet allow each declared queue's key")
+    assert _value(text, 'tenantstack_queue_depth{tenant="b",queue="default"}') == 2
+    assert _value(text, 'tenantstack_queue_depth{tenant="b",queue="reports"}') == 3
+    default_age = _value(text, 'tenantstack_oldest_queued_task_age_seconds{tenant="b",queue="default"}')
+    reports_age = _value(text, 'tenantstack_oldest_queued_task_age_seconds{tenant="b",queue="reports"}')
+    assert 1.0 <= default_age <= time.time() - sent_at + 0.5 and 0 <= reports_age < default_age
+    assert _value(text, 'tenantstack_metrics_redis_up{tenant="b"}') == 1
+    assert not _refusals(server, user), _refusals(server, user)
 
 
 @pytest.mark.attacks  # every command below is refused on purpose
@@ -207,8 +273,9 @@ def test_metrics_exporter_sees_a_real_workers_heartbeats_and_its_finished_tasks(
     for name, value in {"TENANT": "a", "DATA_DIR": str(data_dir_a), "METRICS_PASSWORD_FILE": str(password_file),
                         "TLS_CERT_FILE": str(crt), "TLS_KEY_FILE": str(key)}.items():
         monkeypatch.setenv(name, value)
-    from jobs.metrics import Exporter, Source
-    from jobs.tasks import echo
+    from jobs.tasks import echo  # a shared task: it sends through the current app, the tenant's configured one
+    from tenantstack.celery import app  # noqa: F401 - the tenant's app, made current (as its worker imports it)
+    from tenantstack.metrics import Exporter, Source
 
     exporter = Exporter(Source())
     threading.Thread(target=exporter.heartbeats.run, daemon=True).start()

@@ -38,11 +38,11 @@ def declared_redis(tmp_path_factory):
 def broadcast_worker(server, tmp_path, node: str) -> AppProcess:
     """The tenant's own app with CELERY_BROADCAST_QUEUES set, consuming what the entrypoint would have it consume."""
     env = tenant_env(server, "a", tmp_path, **DECLARED)
-    assert run(["manage.py", "migrate", "--noinput"], env).returncode == 0
+    assert run(["-m", "tenantstack.manage", "migrate", "--noinput"], env).returncode == 0
     shell = run(["-m", "tenantstack.env", "--shell"], env)
     queues = next(line.split("=", 1)[1] for line in shell.stdout.splitlines() if line.startswith("QUEUES="))
     assert queues == f"{naming.queue_name('a')},{BROADCAST}", shell.stdout
-    return AppProcess(["-m", "celery", "-A", "tenantstack", "worker", "--queues", queues, "--hostname",
+    return AppProcess(["-m", "celery", "-A", "tenantstack.celery", "worker", "--queues", queues, "--hostname",
                        node, "--concurrency", "1", "--loglevel", "INFO"], env, tmp_path / "worker.log", node=node)
 
 

@@ -71,7 +71,7 @@ def test_celery_at_maxmemory_refuses_enqueue_acks_and_then_loses_the_message_it_
     data.mkdir()
     overrides = {"CELERY_TASK_TIME_LIMIT": "20", "CELERY_VISIBILITY_TIMEOUT": "30", "CELERY_WORKER_CONCURRENCY": "1"}
     env = tenant_env(small_redis, "a", data, **overrides)
-    assert run(["manage.py", "migrate", "--noinput"], env).returncode == 0
+    assert run(["-m", "tenantstack.manage", "migrate", "--noinput"], env).returncode == 0
     worker = start_worker(env, tmp_path / "worker.log", f"maxmem@{socket.gethostname()}", concurrency=1)
     app = tenant_app(tenant_config(small_redis, "a", data, **overrides))
     b, op, a = small_redis.tenant_client("b"), small_redis.client(), naming.key_prefix("a")

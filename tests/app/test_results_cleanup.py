@@ -52,7 +52,7 @@ def prefix(django_app):
 def test_deletes_only_results_older_than_the_cutoff(django_app, prefix):
     from django.utils import timezone
 
-    from jobs.cleanup import delete_results_older_than
+    from tenantstack.cleanup import delete_results_older_than
 
     make_results(120, OLD, f"{prefix}-old")
     make_results(30, timedelta(days=1), f"{prefix}-new")
@@ -69,7 +69,7 @@ def test_deletes_only_results_older_than_the_cutoff(django_app, prefix):
 def test_dry_run_counts_and_deletes_nothing(django_app, prefix):
     from django.utils import timezone
 
-    from jobs.cleanup import delete_results_older_than
+    from tenantstack.cleanup import delete_results_older_than
 
     make_results(40, OLD, prefix)
     make_groups(4, OLD, prefix)
@@ -83,7 +83,7 @@ def test_each_delete_is_one_short_statement_of_at_most_batch_size_rows(django_ap
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from jobs.cleanup import delete_results_older_than
+    from tenantstack.cleanup import delete_results_older_than
 
     make_results(1000, OLD, prefix)
     with CaptureQueriesContext(connection) as captured:
@@ -100,7 +100,7 @@ def test_memory_stays_bounded_however_many_rows_are_deleted(django_app, prefix):
     from django.utils import timezone
     from django_celery_results.models import TaskResult
 
-    from jobs.cleanup import delete_results_older_than
+    from tenantstack.cleanup import delete_results_older_than
 
     make_results(40_000, OLD, prefix)
     cutoff = timezone.now() - timedelta(days=7)
@@ -123,7 +123,7 @@ def test_memory_stays_bounded_however_many_rows_are_deleted(django_app, prefix):
 def test_time_budget_stops_between_batches_and_the_next_run_finishes(django_app, prefix):
     from django.utils import timezone
 
-    from jobs.cleanup import delete_results_older_than
+    from tenantstack.cleanup import delete_results_older_than
 
     make_results(300, OLD, prefix)
     cutoff = timezone.now() - timedelta(days=7)
@@ -153,15 +153,15 @@ def test_flush_results_command_prints_counts_and_rate(django_app, prefix):
 def test_flush_results_rejects_a_bad_duration_with_one_line(argument, env_a):
     from tests.app.processes import run
 
-    result = run(["manage.py", "flush_results", f"--older-than={argument}"], env_a)
+    result = run(["-m", "tenantstack.manage", "flush_results", f"--older-than={argument}"], env_a)
     assert result.returncode == 1
     assert result.stderr.strip() == (f"CommandError: --older-than {argument!r} is not a duration: "
                                      "use a whole number followed by s, m, h, d or w, e.g. 7d")
 
 
 def test_beat_task_deletes_results_older_than_result_expires(django_app, prefix):
-    from jobs.tasks import cleanup_stale_results
     from tenantstack.celery import app
+    from tenantstack.tasks import cleanup_stale_results
 
     make_results(10, app.conf.result_expires + timedelta(hours=1), f"{prefix}-expired")
     make_results(10, app.conf.result_expires - timedelta(hours=1), f"{prefix}-kept")

@@ -61,11 +61,12 @@ def test_an_empty_optional_file_means_unset(file_env):
     assert (config.admin_password, config.database_url) == ("", "")
 
 
-@pytest.mark.parametrize("role", ["manage.py", "worker"])
+@pytest.mark.parametrize("role", ["-m", "tenantstack.manage", "worker"])
 def test_a_missing_secret_file_is_one_line_naming_variable_and_file(file_env, role):
     values, folder = file_env
     (folder / "redis_password").unlink()
-    argv = ["manage.py", "check"] if role == "manage.py" else ["-m", "celery", "-A", "tenantstack", "worker"]
+    argv = ["-m", "tenantstack.manage", "check"] if role == "manage.py" else \
+        ["-m", "celery", "-A", "tenantstack.celery", "worker"]
     line = assert_one_config_error(run(argv, values),
                                    f"REDIS_PASSWORD_FILE {folder / 'redis_password'} is missing: run ./invoke up")
     assert naming.APP_SECRETS_DIR in line and "REDIS_PASSWORD is missing" not in line

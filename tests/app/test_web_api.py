@@ -12,7 +12,7 @@ def post_echo(client, body, content_type="application/json"):
 
 
 def test_echo_round_trip_through_web_worker_and_result_backend(client, worker_a):
-    from jobs.healthcheck import worker_node_name
+    from tenantstack.healthcheck import worker_node_name
 
     value = {"text": "héllo", "numbers": [1, 2.5, None], "nested": {"ok": True}}
     response = post_echo(client, {"value": value})
@@ -32,8 +32,8 @@ def test_echo_round_trip_through_web_worker_and_result_backend(client, worker_a)
 def test_a_queued_task_reads_pending_not_unknown(client, worker_a):
     """The PENDING row written at enqueue time tells a queued task from an unknown id."""
     from deployment import naming
-    from jobs.healthcheck import worker_node_name
     from tenantstack.celery import app
+    from tenantstack.healthcheck import worker_node_name
 
     node, queue = worker_node_name(), naming.queue_name("a")
     app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=5)

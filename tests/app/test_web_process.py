@@ -76,9 +76,9 @@ def test_access_log_never_contains_the_query_string(web_a):
 
 
 def test_web_healthcheck_passes_on_200_and_fails_on_503(web_a, web_without_broker, env_a):
-    healthy = run(["-m", "jobs.healthcheck", "web", "--url", f"{web_a[1]}/healthz"], env_a)
+    healthy = run(["-m", "tenantstack.healthcheck", "web", "--url", f"{web_a[1]}/healthz"], env_a)
     assert healthy.returncode == 0, healthy.stderr
-    sick = run(["-m", "jobs.healthcheck", "web", "--url", f"{web_without_broker[1]}/healthz"], env_a)
+    sick = run(["-m", "tenantstack.healthcheck", "web", "--url", f"{web_without_broker[1]}/healthz"], env_a)
     assert sick.returncode == 1
     assert sick.stderr.startswith(f"unhealthy: {web_without_broker[1]}/healthz answered 503")
     assert len(sick.stderr.strip().splitlines()) == 1

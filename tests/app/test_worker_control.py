@@ -14,7 +14,7 @@ B_NODE = f"celery-b@{socket.gethostname()}"
 @pytest.fixture(scope="module")
 def env_b(local_redis, tmp_path_factory):
     env = tenant_env(local_redis, "b", tmp_path_factory.mktemp("tenant-b-data"))
-    migrated = run(["manage.py", "migrate", "--noinput"], env)
+    migrated = run(["-m", "tenantstack.manage", "migrate", "--noinput"], env)
     assert migrated.returncode == 0, migrated.stderr
     return env
 
@@ -42,8 +42,8 @@ def app_b(local_redis, tmp_path):
 
 
 def test_each_tenant_sees_only_its_own_workers(worker_a, worker_b, app_b):
-    from jobs.healthcheck import worker_node_name
     from tenantstack.celery import app as app_a
+    from tenantstack.healthcheck import worker_node_name
 
     seen_by_a = app_a.control.inspect(timeout=2).active_queues() or {}
     seen_by_b = app_b.control.inspect(timeout=2).active_queues() or {}
@@ -65,15 +65,15 @@ def test_a_cannot_shut_down_b_but_b_can(worker_a, doomed_worker_b, app_b):
     app_b.control.shutdown(destination=[node])
     wait_for(lambda: not doomed_worker_b.alive(), 20, "tenant b's worker to shut down")
     assert worker_a.alive()
-    from jobs.healthcheck import worker_node_name
+    from tenantstack.healthcheck import worker_node_name
 
     assert app_a.control.ping(destination=[worker_node_name()], timeout=5), "tenant a's worker was reached by b"
 
 
 def test_celery_inspect_ping_cli_reaches_only_its_own_tenant(worker_a, worker_b, env_a, env_b):
-    from jobs.healthcheck import worker_node_name
+    from tenantstack.healthcheck import worker_node_name
 
-    ping = ["-m", "celery", "-A", "tenantstack", "inspect", "ping", "-d", worker_node_name()]
+    ping = ["-m", "celery", "-A", "tenantstack.celery", "inspect", "ping", "-d", worker_node_name()]
     own = run([*ping, "--timeout", "5"], env_a)
     assert own.returncode == 0 and "pong" in own.stdout, own.stdout + own.stderr
     other = run([*ping, "--timeout", "2"], env_b)
@@ -81,9 +81,9 @@ def test_celery_inspect_ping_cli_reaches_only_its_own_tenant(worker_a, worker_b,
 
 
 def test_worker_healthcheck(worker_a, env_a):
-    healthy = run(["-m", "jobs.healthcheck", "worker"], env_a)
+    healthy = run(["-m", "tenantstack.healthcheck", "worker"], env_a)
     assert healthy.returncode == 0, healthy.stderr
-    missing = run(["-m", "jobs.healthcheck", "worker", "--node", "celery@no-such-host"], env_a)
+    missing = run(["-m", "tenantstack.healthcheck", "worker", "--node", "celery@no-such-host"], env_a)
     assert missing.returncode == 1
     assert missing.stderr.startswith("unhealthy: worker celery@no-such-host is not consuming: "), missing.stderr
     assert missing.stderr.count("\n") == 1

@@ -11,7 +11,7 @@ from tests.app.processes import run, start_worker, wait_for
 
 
 def check(env: dict, node: str, max_age: float | None = None):
-    args = ["-m", "jobs.healthcheck", "worker", "--node", node]
+    args = ["-m", "tenantstack.healthcheck", "worker", "--node", node]
     return run([*args, "--max-age", str(max_age)] if max_age else args, env)
 
 

@@ -187,7 +187,8 @@ def test_a_backlog_is_measured_alerted_shown_by_status_and_drained(monitoring):
         assert doc["tenants"]["b"]["queue_depth"] >= BACKLOG and doc["tenants"]["b"]["workers"] == 0
         a_alerts = set(doc["tenants"]["a"]["alerts"])  # earlier tests' failed tasks may count against a: not these
         assert doc["tenants"]["a"]["workers"] == 1 and not a_alerts & {"TenantQueueBacklog", "TenantWorkerDown"}
-        assert "TenantQueueBacklog{tenant=b}" in doc["alerts"] and doc["redis"]["up"] is True
+        assert f"TenantQueueBacklog{{tenant=b,queue={naming.queue_name('b')}}}" in doc["alerts"]
+        assert doc["redis"]["up"] is True
         assert doc["tenants"]["b"]["oldest_queued_age_seconds"] > 0
         screen = d.invoke("status", check=False).stdout  # no terminal: `!` marks what would alert
         row = next(line for line in screen.splitlines() if line.startswith("b "))

@@ -82,17 +82,18 @@ def test_control_from_tenant_a_does_not_reach_tenant_b_workers():
     a_node = f"celery@{d.hostname(naming.service_name('a', 'worker'))}"
     started = d.inspect(d.container(b_worker))["State"]["StartedAt"]
     web_a = naming.service_name("a", "web")
-    ping = _exec(web_a, "celery", "-A", "tenantstack", "inspect", "ping", "--json", "--timeout", "5").stdout
+    ping = _exec(web_a, "celery", "-A", "tenantstack.celery", "inspect", "ping", "--json", "--timeout", "5").stdout
     assert set(re.findall(r"celery@[\w.-]+", ping)) == {a_node}, ping
-    shutdown = _exec(web_a, "celery", "-A", "tenantstack", "control", "shutdown", "--destination", b_node,
+    shutdown = _exec(web_a, "celery", "-A", "tenantstack.celery", "control", "shutdown", "--destination", b_node,
                      "--timeout", "3", check=False)
-    revoke = _exec(web_a, "celery", "-A", "tenantstack", "control", "revoke", "00000000-0000-0000-0000-00000000000b",
+    revoke = _exec(web_a, "celery", "-A", "tenantstack.celery", "control", "revoke",
+                   "00000000-0000-0000-0000-00000000000b",
                    "--timeout", "3", check=False)
     time.sleep(3)
     assert b_node not in shutdown.stdout and b_node not in revoke.stdout
     state = d.inspect(d.container(b_worker))["State"]
     assert state["Running"] and state["StartedAt"] == started
-    revoked_b = _exec(naming.service_name("b", "web"), "celery", "-A", "tenantstack", "inspect", "revoked",
+    revoked_b = _exec(naming.service_name("b", "web"), "celery", "-A", "tenantstack.celery", "inspect", "revoked",
                       "--timeout", "5").stdout
     assert "00000000-0000-0000-0000-00000000000b" not in revoked_b
 

@@ -126,7 +126,7 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_setting
     settings = {t: {**(tenant_settings or {}).get(t, {}), "REDIS_PASSWORD": pw} for t, pw in passwords.items()}
     (root / "redis" / "auth.conf").write_text(acl.auth_conf(redis_env, settings))
     (root / "redis" / "health.pass").write_text(redis_env["REDIS_HEALTH_PASSWORD"] + "\n")
-    scripts = lua.kombu_scripts()
+    scripts = lua.loaded_scripts()
     (root / "redis" / lua.LOAD_FILE).write_text(lua.load_commands(scripts))
     (root / "redis" / lua.EXPECT_FILE).write_text(lua.load_expectation(scripts))
     port = free_port()

@@ -1,0 +1,1 @@
+"""The example project: a small Django + Celery project deployed as a tenant like any other (README)."""

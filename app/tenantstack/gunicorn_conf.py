@@ -1,0 +1,29 @@
+"""gunicorn settings of every tenant web container (`gunicorn -c python:tenantstack.gunicorn_conf`).
+
+The configuration is validated here, in the master, before any worker forks: a bad environment
+stops the web container with one `config error: ...` line.
+"""
+import os
+
+from deployment import naming
+from tenantstack import env
+
+env.load_or_exit()
+
+wsgi_app = "tenantstack.wsgi:application"
+bind = [f"0.0.0.0:{naming.WEB_CONTAINER_PORT}"]
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = 4
+timeout = 30
+graceful_timeout = 25  # below Compose's default 30 s stop grace period
+keepalive = 5
+max_requests = 2000  # recycle workers now and then; jitter keeps them from restarting together
+max_requests_jitter = 200
+worker_tmp_dir = "/tmp"  # tmpfs in the container: the root filesystem is read-only
+control_socket_disable = True  # gunicorn >= 25.1 would create $HOME/.gunicorn/gunicorn.ctl
+
+# Access log to stdout: path only (%(U)s), never the query string, so no token in a URL is logged.
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'

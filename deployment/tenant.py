@@ -1,0 +1,126 @@
+"""One tenant's declarations, read once from its env file's values: project, Redis roles, queues, worker pools.
+
+The host (compose generation, the ACL renderer, status, metrics) and the glue in the containers read the same
+values through `spec()`, so a queue, a pool or a role is interpreted in one place. Cross-checks that no single
+row can make (a pool consuming an undeclared queue, a queue nobody consumes) are collected with every other
+problem: `problems()` returns them all, each with its fix.
+"""
+from dataclasses import dataclass
+
+from . import envs, naming
+
+ROLES = ("broker", "cache", "results", "pubsub")  # REDIS_ROLES' vocabulary; broker is always on
+DEFAULT_POOL = "default"  # its service keeps the name tenant-<t>-worker
+MAX_CONCURRENCY = 256  # a pool's processes, as CELERY_WORKER_CONCURRENCY's range
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+
+    def service(self, tenant: str) -> str:
+        """tenant-<t>-worker for the default pool, tenant-<t>-worker-<pool> for any other."""
+        return naming.pool_service(tenant, self.name)
+
+
+@dataclass(frozen=True)
+class Project:
+    build_context: str  # absolute, or relative to the checkout
+    django_settings: str
+    celery_app: str  # module:attribute
+    wsgi_app: str  # module:attribute
+
+
+@dataclass(frozen=True)
+class Spec:
+    tenant: str
+    roles: tuple[str, ...]  # always starts with "broker"
+    queues: tuple[str, ...]  # the default queue first
+    pools: tuple[Pool, ...]  # the default pool first
+    project: Project
+
+    @property
+    def default_queue(self) -> str:
+        return self.queues[0]
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    def queue_keys(self) -> tuple[str, ...]:
+        """The Redis lists holding each queue's messages (kombu: prefix + queue name)."""
+        return tuple(naming.key_prefix(self.tenant) + q for q in self.queues)
+
+    def pool(self, name: str) -> Pool:
+        return next(p for p in self.pools if p.name == name)
+
+
+def _items(name: str, values: dict, problems: list[str]) -> tuple[str, ...]:
+    row = envs.TENANT[name]
+    found, problem = envs.items(row, values.get(name, ""))
+    if problem:
+        problems.append(f"{problem}: {row.fix}")
+    return found
+
+
+def _text(name: str, values: dict) -> str:
+    return envs.value_of(envs.TENANT[name], values)
+
+
+def read(tenant: str, values: dict) -> tuple[Spec | None, list[str]]:
+    """(spec, []) or (None, every problem) from an env file's values (defaults for absent optional rows)."""
+    problems: list[str] = []
+    roles = _items("REDIS_ROLES", values, problems)
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        problems.append(f"REDIS_ROLES has unknown role {unknown[0]!r}: {envs.TENANT['REDIS_ROLES'].fix}")
+    roles = ("broker", *[r for r in ROLES[1:] if r in roles])
+    queues = _items("CELERY_QUEUES", values, problems) or (naming.queue_name(tenant),)
+    if len(set(queues)) != len(queues):
+        problems.append(f"CELERY_QUEUES names a queue twice ({','.join(queues)}): list each queue once")
+    pools = _pools(tenant, values, queues, problems)
+    project = Project(_text("APP_BUILD_CONTEXT", values), _text("TENANT_DJANGO_SETTINGS", values),
+                      _text("TENANT_CELERY_APP", values), _text("TENANT_WSGI_APP", values))
+    if problems:
+        return None, problems
+    return Spec(tenant, roles, queues, tuple(pools), project), []
+
+
+def _pools(tenant: str, values: dict, queues: tuple[str, ...], problems: list[str]) -> list[Pool]:
+    """WORKER_POOLS, cross-checked with the queues (empty: one default pool on every queue)."""
+    concurrency = envs.value_of(envs.TENANT["CELERY_WORKER_CONCURRENCY"], values)
+    pools = []
+    for item in _items("WORKER_POOLS", values, problems):
+        name, consumed, count = item.split(":")
+        pools.append(Pool(name, tuple(q for q in consumed.split("+") if q), int(count)))
+    if not pools:
+        pools = [Pool(DEFAULT_POOL, queues, int(concurrency) if concurrency.isdigit() else 1)]
+    fix_pools = envs.TENANT["WORKER_POOLS"].fix
+    names = [p.name for p in pools]
+    if names and names[0] != DEFAULT_POOL:
+        problems.append(f"WORKER_POOLS starts with pool {names[0]!r}: the first pool must be `{DEFAULT_POOL}` "
+                        f"(its service keeps the name {naming.service_name(tenant, 'worker')})")
+    if len(set(names)) != len(names):
+        problems.append(f"WORKER_POOLS names a pool twice ({','.join(names)}): give each pool its own name")
+    for pool in pools:
+        if not 1 <= pool.concurrency <= MAX_CONCURRENCY:
+            problems.append(f"WORKER_POOLS pool {pool.name!r} has concurrency {pool.concurrency}, out of range "
+                            f"1..{MAX_CONCURRENCY}: {fix_pools}")
+        stray = [q for q in pool.queues if q not in queues]
+        if stray:
+            problems.append(f"WORKER_POOLS pool {pool.name!r} consumes {stray[0]!r}, which CELERY_QUEUES does not "
+                            f"declare: add it to CELERY_QUEUES or drop it from the pool")
+    idle = [q for q in queues if not any(q in p.queues for p in pools)]
+    if idle:
+        problems.append(f"queue {idle[0]!r} of CELERY_QUEUES is consumed by no pool of WORKER_POOLS: its tasks would "
+                        f"wait forever; add it to a pool")
+    return pools
+
+
+def spec(tenant: str, values: dict) -> Spec:
+    """The tenant's declarations; ValueError with every problem in one line when they do not hold."""
+    found, problems = read(tenant, values)
+    if problems:
+        raise ValueError(f"tenant {tenant}: " + "; ".join(problems))
+    return found
