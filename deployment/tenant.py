@@ -12,6 +12,13 @@ from . import envs, naming
 ROLES = ("broker", "cache", "results", "pubsub")  # REDIS_ROLES' vocabulary; broker is always on
 DEFAULT_POOL = "default"  # its service keeps the name tenant-<t>-worker
 MAX_CONCURRENCY = 256  # a pool's processes, as CELERY_WORKER_CONCURRENCY's range
+# Connections to Redis each process holds at most, by kind (REDIS_MAX_CONNECTIONS must cover their sum, or the cap
+# in Redis' namespace, ops/deploy/connlimit.py, resets the last ones): a worker's main process keeps the consumer,
+# the pidbox, the event dispatcher and the liveness PING; each pool process and each web thread publishes over one
+# broker connection and one per client role (cache, results); beat keeps one broker connection.
+WORKER_MAIN_CONNECTIONS = 4
+WEB_PROCESSES, WEB_THREADS = 2, 4  # app/tenantstack/gunicorn_conf.py
+BEAT_CONNECTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,12 @@ class Spec:
     def pool(self, name: str) -> Pool:
         return next(p for p in self.pools if p.name == name)
 
+    def connections_needed(self) -> int:
+        """The most connections its web, worker pools and beat open at once, as declared (see the constants)."""
+        per_process = 1 + len([r for r in self.roles if r in ("cache", "results")])
+        workers = sum(WORKER_MAIN_CONNECTIONS + p.concurrency * per_process for p in self.pools)
+        return workers + WEB_PROCESSES * WEB_THREADS * per_process + BEAT_CONNECTIONS * per_process
+
 
 def _items(name: str, values: dict, problems: list[str]) -> tuple[str, ...]:
     row = envs.TENANT[name]
@@ -84,7 +97,13 @@ def read(tenant: str, values: dict) -> tuple[Spec | None, list[str]]:
                       _text("TENANT_CELERY_APP", values), _text("TENANT_WSGI_APP", values))
     if problems:
         return None, problems
-    return Spec(tenant, roles, queues, tuple(pools), project), []
+    spec = Spec(tenant, roles, queues, tuple(pools), project)
+    cap = envs.value_of(envs.TENANT["REDIS_MAX_CONNECTIONS"], values)
+    if cap.isdigit() and int(cap) < spec.connections_needed():
+        return None, [f"REDIS_MAX_CONNECTIONS={cap} is below the {spec.connections_needed()} connections its web, "
+                      f"{len(spec.pools)} worker pool(s) and beat open with roles {','.join(spec.roles)}: raise it to "
+                      f"at least {spec.connections_needed()}, or declare fewer processes"]
+    return spec, []
 
 
 def _pools(tenant: str, values: dict, queues: tuple[str, ...], problems: list[str]) -> list[Pool]:

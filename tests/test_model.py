@@ -207,3 +207,10 @@ def test_maxmemory_is_rendered_from_the_budget_and_defaults_for_older_env_files(
     assert "maxmemory 1024mb" in acl.auth_conf(older, {}).splitlines()
     assert envs.problems(envs.REDIS_SETTINGS, {**redis_env, "REDIS_MAXMEMORY_MB": "10"}) == [
         "REDIS_MAXMEMORY_MB=10 is out of range 64..1048576: set it to a number of megabytes, e.g. 1024"]
+
+
+def test_every_project_dockerfile_in_the_repository_is_the_template():
+    """The example and the fixture project build exactly as the README tells a tenant to: the template, copied."""
+    template = (ROOT / "app" / "project-template" / "Dockerfile").read_text()
+    for copy in (ROOT / "app" / "example" / "Dockerfile", ROOT / "tests/fixtures/projects/shop/Dockerfile"):
+        assert copy.read_text() == template, f"{copy} differs from app/project-template/Dockerfile: copy it again"

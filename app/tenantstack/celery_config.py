@@ -8,18 +8,15 @@ every key and pub/sub channel kombu uses starts with naming.key_prefix(tenant)
 (`global_keyprefix`, which also covers the pidbox/control broadcast channels), and the
 connection authenticates as the tenant's ACL user, which Redis confines to that prefix.
 """
-import ssl
-from datetime import timedelta
-from urllib.parse import quote
 
 from kombu import Exchange, Queue
 from kombu.common import Broadcast
 
 from deployment import naming
-from tenantstack import roles
+from tenantstack import connection, roles
 from tenantstack.env import Config
 
-RESULT_EXPIRES = timedelta(days=7)  # tenantstack.cleanup_stale_results deletes older results in batches
+RESULT_EXPIRES = connection.RESULT_EXPIRES  # tenantstack.cleanup_stale_results deletes older results in batches
 HEARTBEAT_EVERY = 10.0  # seconds between tenantstack.heartbeat runs
 CLEANUP_EVERY = 3600.0  # seconds between tenantstack.cleanup_stale_results runs
 GLUE_TASKS_MODULE = "tenantstack.tasks"  # the glue's own tasks, added to every project's Celery app
@@ -31,21 +28,12 @@ BEAT_MAX_INTERVAL = 10  # beat wakes up (and touches DATA_DIR/beat.heartbeat) at
 
 
 def broker_url(config: Config) -> str:
-    user = quote(naming.redis_user(config.tenant), safe="")
-    password = quote(config.redis_password, safe="")
-    return f"rediss://{user}:{password}@{config.redis_host}:{config.redis_port}/{naming.BROKER_DB}"
+    return connection.redis_url(config)
 
 
 def broker_ssl_options(config: Config) -> dict:
-    """Passed by kombu unchanged to redis-py's SSLConnection: verify the server's chain AND its name."""
-    return {
-        "ssl_cert_reqs": ssl.CERT_REQUIRED,
-        "ssl_ca_certs": str(config.tls_ca_file),
-        "ssl_certfile": str(config.tls_cert_file),
-        "ssl_keyfile": str(config.tls_key_file),
-        "ssl_check_hostname": True,  # redis-py's default, spelled out: REDIS_HOST must be in the server's SANs
-        "ssl_min_version": ssl.TLSVersion.TLSv1_2,
-    }
+    """Passed by kombu unchanged to redis-py's SSLConnection (tenantstack.connection)."""
+    return connection.tls_options(config)
 
 
 def restore_sweep_seconds(visibility_timeout: int) -> int:

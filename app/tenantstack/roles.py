@@ -7,7 +7,7 @@ ROLE_COMMANDS, recorded from the very clients configured here) and, here, the co
 - results: Celery's Redis result backend, every key under the prefix (`global_keyprefix`);
 - pubsub: application PUBLISH/SUBSCRIBE on `<prefix>app:<name>` with a redis-py client.
 
-Every client speaks TLS with the tenant's client certificate (the broker's options, celery_config.broker_ssl_options)
+Every client speaks TLS with the tenant's client certificate (the broker's options, tenantstack.connection)
 and authenticates as the tenant's ACL user, which the server confines to the tenant's prefix.
 
 Not supported, on purpose: django-redis (its incr runs EVAL, delete_pattern/iter_keys SCAN, keys() KEYS, clear()
@@ -91,9 +91,9 @@ def _require(config, role: str) -> None:
 
 def _tls(config) -> dict:
     """The broker's TLS options (CA, client certificate and key, verified hostname, TLS 1.2+): one definition."""
-    from tenantstack.celery_config import broker_ssl_options
+    from tenantstack.connection import tls_options
 
-    return broker_ssl_options(config)
+    return tls_options(config)
 
 
 def _connection(config) -> dict:
@@ -127,12 +127,12 @@ def session_settings(config) -> dict:
 
 def celery_result_settings(config) -> dict:
     """Celery's Redis result backend for the tenant (results role), to update the app's configuration with."""
-    from tenantstack.celery_config import RESULT_EXPIRES, broker_url
+    from tenantstack.connection import RESULT_EXPIRES, redis_url
 
     _require(config, RESULTS)
     user = naming.redis_user(config.tenant)
     return {
-        "result_backend": broker_url(config),  # rediss://, the tenant's user, db 0 (Celery masks the password)
+        "result_backend": redis_url(config),  # rediss://, the tenant's user, db 0 (Celery masks the password)
         "redis_backend_use_ssl": _tls(config),
         # Celery prepends it to every task (celery-task-meta-*), group (celery-taskset-meta-*, and the chord
         # counters .j .t .s .d .c) and chord key, and so to the channels results are published on.

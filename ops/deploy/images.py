@@ -62,6 +62,11 @@ def build_tenants(selected, log=print) -> None:
         t0 = time.monotonic()
         folder = tenants.declared(t.name).build_context()
         log(f"tenant {t.name}: building {INSTANCE.tenant_image(t.name)} from {folder}")
-        compose.run("build", t.service("web"), profiles=[t.profile])
+        built = compose.run("build", t.service("web"), profiles=[t.profile], check=False)
+        if built.returncode != 0:
+            raise OpsError(f"tenant {t.name}: building its image from {folder} failed (exit {built.returncode}; "
+                           "the build's own message is above: a requirement outside requirements/"
+                           "app-constraints.txt, or a step of the project's Dockerfile): fix the project, then "
+                           f"`./invoke up --tenant {t.name}` again")
         check_scripts(t)
         log(f"tenant {t.name}: image built and checked in {time.monotonic() - t0:.1f}s")

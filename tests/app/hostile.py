@@ -9,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import redis
 from tests.app.processes import run, start_worker, tenant_env
 from tests.app.tenant_apps import tenant_app, tenant_config
 
@@ -48,3 +49,19 @@ class TenantB:
 def assert_survived(server, b: TenantB, run_id: str) -> None:
     assert server.run_id() == run_id, "Redis restarted or crashed during the attack"
     b.round_trip()
+
+
+def refused(client, *command) -> str:
+    """Send one command; it must fail with a permission (or unknown-command, i.e. disabled) error, the connection
+    intact. Returns the server's message."""
+    try:
+        reply = client.execute_command(*command)
+    except redis.exceptions.NoPermissionError as exc:
+        message = str(exc)
+    except redis.ResponseError as exc:
+        message = str(exc)
+        assert "unknown command" in message, f"{command[:3]} failed, but not for lack of permission: {message}"
+    else:
+        raise AssertionError(f"ran {' '.join(map(str, command[:6]))}: {reply!r:.200}")
+    assert client.ping()
+    return message

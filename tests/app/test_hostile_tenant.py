@@ -16,7 +16,7 @@ import pytest
 
 import redis
 from deployment import acl, lua, naming
-from tests.app.hostile import TenantB, assert_survived
+from tests.app.hostile import TenantB, assert_survived, refused
 
 # Every test here sends what the server must refuse: its ACL LOG entries are expected (tests/conftest.py).
 pytestmark = pytest.mark.attacks
@@ -57,21 +57,6 @@ def attacker(local_redis):
     for c in clients:
         c.close()
     local_redis.client().delete(*[A + k for k in ("x", "y", "list", "big", "stream", "zs")])
-
-
-def refused(client, *command) -> str:
-    """Send one command; it must fail with a permission (or unknown-command) error, the connection intact."""
-    try:
-        reply = client.execute_command(*command)
-    except redis.exceptions.NoPermissionError as exc:
-        message = str(exc)
-    except redis.ResponseError as exc:
-        message = str(exc)
-        assert "unknown command" in message, f"{command[:3]} failed, but not for lack of permission: {message}"
-    else:
-        raise AssertionError(f"tenant a ran {' '.join(map(str, command[:6]))}: {reply!r:.200}")
-    assert client.ping()
-    return message
 
 
 ATTACKS = {

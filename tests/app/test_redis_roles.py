@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-import redis
 from deployment import acl, envs, lua, naming
 from tenantstack import env, roles
+from tests.app.hostile import refused
 from tests.app.processes import AppProcess, run, tenant_env
 from tests.support import local_redis as _local_redis
 
@@ -363,20 +363,6 @@ def test_roles_imports_neither_django_nor_celery_nor_redis(envs_by_tenant):
 
 
 # ---- attacks ------------------------------------------------------------------------------------------------------
-
-def refused(client, *command) -> str:
-    """Send one command: refused for lack of permission (or an unknown, i.e. disabled, command), connection intact."""
-    try:
-        reply = client.execute_command(*command)
-    except redis.exceptions.NoPermissionError as exc:
-        message = str(exc)
-    except redis.ResponseError as exc:
-        message = str(exc)
-        assert "unknown command" in message, f"{command[:3]} failed, but not for lack of permission: {message}"
-    else:
-        raise AssertionError(f"ran {' '.join(map(str, command[:6]))}: {reply!r:.200}")
-    assert client.ping()
-    return message
 
 
 @pytest.mark.attacks

@@ -18,6 +18,8 @@ import time
 import pytest
 
 from deployment import naming
+from ops.config import tenants
+from ops.config.paths import ROOT
 from ops.config.tenants import env_path
 from tests.support import deployment as d
 from tests.support import projects
@@ -216,8 +218,12 @@ def test_own_projects_leave_redis_tenant_a_and_their_secrets_as_they_should(depl
     results = [k for k in every if "celery-task-meta-" in k]
     assert results and all(k.startswith(prefixes) for k in results), results
     assert not [k for k in results if k.startswith(naming.key_prefix(CELEX))]  # celex keeps results in its database
-    users = {c["user"] for c in operator.client_list()}
+    clients = operator.client_list()
+    users = {c["user"] for c in clients}
     assert {naming.redis_user(t) for t in NEW} <= users, users
+    for tenant in NEW:  # the cap up checks against (deployment/tenant.py connections_needed) covers what they hold
+        held = sum(c["user"] == naming.redis_user(tenant) for c in clients)
+        assert held <= tenants.declared(tenant).spec.connections_needed(), (tenant, held)
 
     task_id = d.post_echo("a", "after the own projects")
     echoed = d.wait_for_results("a", [task_id])[task_id]["result"]
@@ -236,3 +242,23 @@ def test_own_projects_leave_redis_tenant_a_and_their_secrets_as_they_should(depl
     stopped = [c for c in found if c["Config"]["Labels"]["com.docker.compose.service"] in expected
                and not c["State"]["Running"]]
     assert not stopped, json.dumps([(c["Name"], c["State"]) for c in stopped])[:2000]
+
+
+@pytest.mark.usefixtures("tenants_up")
+def test_a_project_pinning_another_kombu_is_refused_at_build_in_one_line(tmp_path):
+    """kombu's scripts are in the ACL by SHA-1: a project pulling another kombu must never reach the server."""
+    project = tmp_path / "pinned"
+    project.mkdir()
+    (project / "Dockerfile").write_text((ROOT / "app/project-template/Dockerfile").read_text())
+    (project / "requirements.txt").write_text("kombu==5.6.2\n")
+    try:
+        d.invoke("tenant-add", "pinned", "--project", str(project))
+        up = d.invoke("up", "--tenant", "pinned", check=False, timeout=1200)
+        assert up.returncode == 2, up.stderr[-2000:]
+        last = up.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: tenant pinned: building its image from") and "app-constraints.txt" in last
+        assert "tenantstack-install: pip could not install" in up.stdout + up.stderr  # the build's own line
+        assert not projects.tenant_containers(["pinned"])  # nothing of it started
+    finally:
+        projects.remove_tenant("pinned")
+        d.invoke("init")

@@ -49,3 +49,18 @@ def test_tenant_add_refuses_bad_and_existing_names():
     for name, message in (("C", "invalid tenant name 'C'"), ("a", "tenant 'a' already exists")):
         proc = d.invoke("tenant-add", name, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}"), proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--project", "/nonexistent/shop"], "--project /nonexistent/shop: /nonexistent/shop has no Dockerfile"),
+    (["--queues", "shop,reports", "--pools", "default:shop:1"],
+     "queue 'reports' of CELERY_QUEUES is consumed by no pool of WORKER_POOLS"),
+    (["--pools", "reports:tenant-x:1"], "WORKER_POOLS starts with pool 'reports': the first pool must be `default`"),
+    (["--roles", "cache,queue"], "REDIS_ROLES has invalid item 'queue'"),
+    (["--celery-app", "config.celery_app"], "TENANT_CELERY_APP='config.celery_app' is not valid"),
+])
+def test_tenant_add_refuses_bad_declarations_in_one_line_and_writes_nothing(args, message):
+    proc = d.invoke("tenant-add", "x", *args, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not env_path("x").exists()
