@@ -67,6 +67,25 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
             "task from holding others.", "1", low=1, high=1000, fix="set it to messages reserved per process, e.g. 1"),
     Setting("DATABASE_URL", "Empty: SQLite on the tenant's volume. Or postgres://user:pass@host/db for PostgreSQL.",
             required=False, in_file=True),
+    # PostgreSQL per tenant (README, issue 21): DATABASE=postgres gives the tenant a database and a role of its own on
+    # the deployment's server (deployment/postgres.py renders both). The glue builds the connection from parts
+    # (naming.py's host, database and role, this password's file, sslmode=verify-full against the deployment's CA),
+    # never from a URL: a URL in an env file would carry the password. So with postgres, DATABASE_URL stays empty.
+    Setting("DATABASE", "The tenant's database: sqlite (embedded, on the tenant's volume) or postgres (a database "
+            "and role of its own on the deployment's PostgreSQL).", "sqlite", required=False,
+            pattern=r"sqlite|postgres", fix="set it to sqlite or postgres"),
+    # PostgreSQL caps connections per role natively (CONNECTION LIMIT): the renderer puts this on the tenant's role,
+    # and `up` refuses when the tenants' limits with ops' and the exporter's exceed max_connections.
+    Setting("DATABASE_CONNECTION_LIMIT", "PostgreSQL: most connections the tenant's role may hold at once (its "
+            "web, workers, beat and metrics exporter together).", "20", required=False, low=1, high=1000,
+            fix="set it to a whole number of connections, e.g. 20"),
+    Setting("DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: a statement of the tenant's running longer than this many "
+            "seconds is cancelled (the role's statement_timeout).", "30", required=False, low=1, high=86400,
+            fix=f"{_SECONDS}, e.g. 30"),
+    # Generated for every tenant (SQLite ones too), so switching to postgres needs no new secret; delivered as a
+    # file only, and the server gets only its SCRAM verifier (deployment/postgres.py), never the password.
+    Setting("DATABASE_PASSWORD", "Password of the tenant's PostgreSQL role (used only with DATABASE=postgres).",
+            PLACEHOLDER, secret=True),
     # Resource limits of the tenant's containers (Compose mem_limit, cpus, pids_limit). The defaults let two
     # tenants and Redis share 2 cores and a few GiB: CPU limits are caps, not reservations, so they may add
     # up to more than the cores; memory limits add up to 3.5 GiB for two tenants (Redis: compose.yaml).

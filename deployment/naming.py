@@ -30,6 +30,16 @@ MONITORING_SERVICES = (PROMETHEUS_SERVICE, ALERTMANAGER_SERVICE, EXPORTER_SERVIC
 BROKER_DB = 0  # every tenant shares DB 0; isolation is by key prefix + ACL, not by DB number
 ROLES = ("web", "worker", "beat")
 REDIS_DATA_VOLUME = "redis-data"  # the Compose volume (short name) of Redis' /data
+# PostgreSQL (issue 21): one server for the tenants that declare DATABASE=postgres (deployment/postgres.py renders
+# its roles, databases and pg_hba.conf). The service name is also its certificate's SAN: clients verify it
+# (sslmode=verify-full), so it is the host they connect to on every tenant network it joins.
+POSTGRES_SERVICE = "postgres"
+POSTGRES_PROFILE = "postgres"  # its Compose profile: started when any tenant declares DATABASE=postgres
+POSTGRES_PORT = 5432  # inside its container, TLS only (hostssl); never published on the host
+POSTGRES_DATA_VOLUME = "postgres-data"  # the Compose volume (short name) of its data directory
+POSTGRES_OPS_ROLE = "tenantstack_ops"  # ops' role over TLS (dumps, restores, checks): a member of each tenant role
+POSTGRES_MONITOR_ROLE = "tenantstack_monitor"  # the exporter's role: pg_monitor, database `postgres` only
+POSTGRES_MAINTENANCE_DB = "postgres"  # initdb's database: where the ops and monitor roles land, no tenant's data
 _TENANT = "tenant-"  # the one spelling of the prefix every tenant-derived name starts with
 _METRICS = "metrics"  # the suffix of a tenant's metrics exporter: its service and its Redis user
 
@@ -118,6 +128,19 @@ PUBLISHED_HEADER = "tenantstack_published"
 def data_volume(tenant: str) -> str:
     """The Compose volume (short name) holding the tenant's database and beat schedule."""
     return f"{_TENANT}{tenant}-data"
+
+
+# A tenant's PostgreSQL database and role share one name, tenant_<t>: tenant names are a lowercase letter and up to
+# 14 lowercase letters or digits, so tenant_<t> is a valid unquoted identifier (PostgreSQL folds unquoted names to
+# lowercase; at most 21 of its 63 bytes) that needs no quoting anywhere, and the `tenantstack_` roles never clash.
+def database_name(tenant: str) -> str:
+    """The tenant's PostgreSQL database (DATABASE=postgres), owned by its role."""
+    return f"tenant_{tenant}"
+
+
+def database_role(tenant: str) -> str:
+    """The tenant's PostgreSQL role: logs in, owns its database and nothing else."""
+    return f"tenant_{tenant}"
 
 
 def env_file_name(tenant: str) -> str:

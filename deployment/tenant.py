@@ -1,4 +1,4 @@
-"""One tenant's declarations, read once from its env file's values: project, Redis roles, queues, worker pools.
+"""One tenant's declarations, read once from its env file's values: project, Redis roles, queues, pools, database.
 
 The host (compose generation, the ACL renderer, status, metrics) and the glue in the containers read the same
 values through `spec()`, so a queue, a pool or a role is interpreted in one place. Cross-checks that no single
@@ -19,6 +19,13 @@ MAX_CONCURRENCY = 256  # a pool's processes, as CELERY_WORKER_CONCURRENCY's rang
 WORKER_MAIN_CONNECTIONS = 4
 WEB_PROCESSES, WEB_THREADS = 2, 4  # app/tenantstack/gunicorn_conf.py
 BEAT_CONNECTIONS = 2
+# The database: SQLite (embedded, the default) or PostgreSQL (DATABASE, deployment/envs.py).
+SQLITE, POSTGRES = "sqlite", "postgres"
+# Connections to PostgreSQL by kind (DATABASE_CONNECTION_LIMIT must cover their sum, or PostgreSQL refuses the last
+# ones with "too many connections for role"): Django keeps one per thread, so one per web thread and per pool process;
+# a worker's main process may open one (Celery's Django fixup), beat one (a database scheduler, the cleanup), the
+# metrics exporter one, and an ops command run in a container (export_db, flush_results) one.
+DATABASE_EXTRA_CONNECTIONS = 3  # beat, metrics exporter, one ops command
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,11 @@ class Spec:
     queues: tuple[str, ...]  # the default queue first
     pools: tuple[Pool, ...]  # the default pool first
     project: Project
+    database: str = SQLITE  # SQLITE or POSTGRES
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.database == POSTGRES
 
     @property
     def default_queue(self) -> str:
@@ -67,6 +79,11 @@ class Spec:
         per_process = 1 + len([r for r in self.roles if r in ("cache", "results")])
         workers = sum(WORKER_MAIN_CONNECTIONS + p.concurrency * per_process for p in self.pools)
         return workers + WEB_PROCESSES * WEB_THREADS * per_process + BEAT_CONNECTIONS * per_process
+
+    def database_connections_needed(self) -> int:
+        """The most PostgreSQL connections its processes open at once, as declared (see DATABASE_EXTRA_CONNECTIONS)."""
+        workers = sum(1 + p.concurrency for p in self.pools)
+        return WEB_PROCESSES * WEB_THREADS + workers + DATABASE_EXTRA_CONNECTIONS
 
 
 def _items(name: str, values: dict, problems: list[str]) -> tuple[str, ...]:
@@ -95,9 +112,21 @@ def read(tenant: str, values: dict) -> tuple[Spec | None, list[str]]:
     pools = _pools(tenant, values, queues, problems)
     project = Project(_text("APP_BUILD_CONTEXT", values), _text("TENANT_DJANGO_SETTINGS", values),
                       _text("TENANT_CELERY_APP", values), _text("TENANT_WSGI_APP", values))
+    database = _text("DATABASE", values)
+    if database not in (SQLITE, POSTGRES):  # the row's pattern says the same; never build a Spec from it
+        problems.append(f"DATABASE={database!r} is not valid: {envs.TENANT['DATABASE'].fix}")
+    if database == POSTGRES and values.get("DATABASE_URL"):
+        problems.append("DATABASE=postgres with a DATABASE_URL: the deployment builds the connection from its parts "
+                        "(the password only as a file); empty DATABASE_URL, or set DATABASE=sqlite to use the URL")
     if problems:
         return None, problems
-    spec = Spec(tenant, roles, queues, tuple(pools), project)
+    spec = Spec(tenant, roles, queues, tuple(pools), project, database)
+    limit = envs.value_of(envs.TENANT["DATABASE_CONNECTION_LIMIT"], values)
+    if spec.on_postgres and limit.isdigit() and int(limit) < spec.database_connections_needed():
+        need = spec.database_connections_needed()
+        return None, [f"DATABASE_CONNECTION_LIMIT={limit} is below the {need} PostgreSQL connections its web, "
+                      f"{len(spec.pools)} worker pool(s), beat, metrics exporter and ops open: raise it to at least "
+                      f"{need}, or declare fewer processes"]
     cap = envs.value_of(envs.TENANT["REDIS_MAX_CONNECTIONS"], values)
     if cap.isdigit() and int(cap) < spec.connections_needed():
         return None, [f"REDIS_MAX_CONNECTIONS={cap} is below the {spec.connections_needed()} connections its web, "

@@ -70,7 +70,7 @@ def test_example_and_missing_values_are_all_named_at_once(tmp_path):
         require(values, envs.TENANT_SETTINGS, tmp_path / "x.env")
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith(f"{tmp_path / 'x.env'}: missing TENANT, REDIS_PASSWORD; ")
-    assert "DJANGO_ADMIN_PASSWORD still at the example value 'change-me': run `./invoke init`" in msg
+    assert "DJANGO_ADMIN_PASSWORD, DATABASE_PASSWORD still at the example value 'change-me': run `./invoke init`" in msg
     assert "CELERY_WORKER_CONCURRENCY=0 is out of range 1..256: set it to the number of worker processes" in msg
 
 

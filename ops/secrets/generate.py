@@ -155,8 +155,13 @@ def missing() -> bool:
               *(f for cn in certificate_names(names) for f in _tls_files(cn))]  # a certificate added since, too
     if not all(p.exists() for p in needed):
         return True
-    table = {s.name for s in envs.REDIS_SETTINGS if s.secret and s.required}
-    return not table <= {k for k, v in read_env(REDIS_ENV).items() if v}  # a secret row added since
+    # A secret row added since (REDIS_MONITORING_SECRET, a tenant's DATABASE_PASSWORD): init generates it.
+    files = {REDIS_ENV: envs.REDIS_SETTINGS, **{tenants.env_path(n): envs.TENANT_SETTINGS for n in names}}
+    for path, table in files.items():
+        needed_rows = {s.name for s in table if s.secret and s.required}
+        if not needed_rows <= {k for k, v in read_env(path).items() if v}:
+            return True
+    return False
 
 
 def check_all(tenant_names) -> None:

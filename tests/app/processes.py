@@ -25,6 +25,7 @@ def tenant_env(local_redis, tenant: str, data_dir: Path, **overrides) -> dict[st
         "DATA_DIR": str(data_dir),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "DJANGO_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+        "DATABASE_PASSWORD": secrets.token_urlsafe(24),  # a secret row of every tenant (used with DATABASE=postgres)
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "CELERY_TASK_TIME_LIMIT": "60",
         "CELERY_VISIBILITY_TIMEOUT": "3600",

@@ -28,7 +28,7 @@ def file_env(local_redis, tmp_path):
 
 
 def test_every_table_secret_is_delivered_as_a_file():
-    assert set(SECRETS) == {"DJANGO_SECRET_KEY", "DJANGO_ADMIN_PASSWORD", "REDIS_PASSWORD"}
+    assert set(SECRETS) == {"DJANGO_SECRET_KEY", "DJANGO_ADMIN_PASSWORD", "REDIS_PASSWORD", "DATABASE_PASSWORD"}
     assert {s.name for s in envs.TENANT_SETTINGS if s.as_file} == {*SECRETS, "DATABASE_URL"}
 
 
