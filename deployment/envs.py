@@ -166,6 +166,10 @@ REDIS_SETTINGS: tuple[Setting, ...] = (
     # adding a tenant needs no new row and no tenant ever holds a monitoring password.
     Setting("REDIS_MONITORING_SECRET", "Key from which the monitoring users' Redis passwords are derived.",
             PLACEHOLDER, secret=True),
+    # PostgreSQL (issue 21): ops' role over TLS (dumps, restores, checks; a member of each tenant's role, never a
+    # superuser). The exporter's role needs no row: its password derives from REDIS_MONITORING_SECRET.
+    Setting("POSTGRES_OPS_PASSWORD", "Password of PostgreSQL's ops role tenantstack_ops (dumps, restores, checks).",
+            PLACEHOLDER, secret=True),
     # The one memory budget of Redis (deployment/acl.py renders `maxmemory` from it into the auth file).
     # 1024 MB leaves a 24 GiB / 2-core host plenty for two tenants' stacks; Redis' container needs more
     # than this (fork copy-on-write for BGSAVE/AOF rewrite, Lua, client buffers): see README, Redis.
