@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import naming, ports
+from . import naming, ports, postgres
 from .errors import DeploymentError
 
 INSTANCE_VAR = "TENANTSTACK_INSTANCE"
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the checkout
 IMAGE_REPO = "tenantstack"
 # The images an instance builds: `app` is the base every tenant project's image starts FROM, `app-build` the same
 # with compilers (a project's build stage); each tenant's own image is tenant_image() (built from its project).
-COMPONENTS = ("redis", "app", "app-build", "redis-commander", "monitoring")
+COMPONENTS = ("redis", "app", "app-build", "redis-commander", "monitoring", "postgres")
 TENANT_IMAGE_PREFIX = "tenant-"  # tenantstack/tenant-<name>:<tag>
 # Built only by `./invoke bench`, FROM the instance's app image; never deployed, removed after each bench run.
 BENCH_COMPONENT = "bench"
@@ -38,7 +38,7 @@ BENCH_COMPONENT = "bench"
 PROJECT_LABEL = "com.docker.compose.project"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 # UIDs the images run as; host-side private keys are given to these owners (bind mounts keep host owners).
-UIDS = {"redis": 999, "app": 10001, "commander": 10002, "monitoring": 10003}
+UIDS = {"redis": 999, "app": 10001, "commander": 10002, "monitoring": 10003, "postgres": 10004}
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,11 @@ class Instance:
     def textfile_metrics(self) -> Path:
         """Metrics ops writes as files (last verified backup, certificate expiry), served by the alert receiver."""
         return self.generated / "textfile"
+
+    @property
+    def postgres_config(self) -> Path:
+        """pg_hba.conf and tenantstack.conf rendered by deployment/postgres.py (no secret: verifiers go by psql)."""
+        return self.generated / "postgres"
 
     @property
     def backups(self) -> Path:
@@ -226,6 +231,10 @@ class Instance:
             "TS_RECEIVER_CONTAINER_PORT": str(naming.RECEIVER_CONTAINER_PORT),
             "TS_REDIS_CONTAINER_PORT": str(naming.REDIS_TLS_PORT),
             "TS_TOOLS_CONTAINER_PORT": str(naming.TOOLS_CONTAINER_PORT),
+            "TS_POSTGRES_IMAGE": self.image(naming.POSTGRES_SERVICE),
+            "TS_POSTGRES_UID": str(UIDS["postgres"]),
+            "TS_POSTGRES_CONFIG": str(self.postgres_config),
+            "TS_POSTGRES_PIDS_LIMIT": str(postgres.pids_limit()),
         }
 
 

@@ -66,7 +66,9 @@ def _tls_files(cn: str) -> tuple[Path, Path]:
 
 def certificate_names(tenant_names) -> dict[str, bool]:
     """Every certificate the deployment uses: name -> is it the server's."""
-    names = {naming.REDIS_SERVICE: True, "client": False, "commander": False, acl.EXPORTER_USER: False}
+    # PostgreSQL's server certificate is issued for every instance (cheap), so a tenant moving to it needs no init.
+    names = {naming.REDIS_SERVICE: True, naming.POSTGRES_SERVICE: True, "client": False, "commander": False,
+             acl.EXPORTER_USER: False}
     for t in tenant_names:
         names.update({naming.redis_user(t): False, naming.metrics_user(t): False})
     return names
@@ -106,7 +108,8 @@ def give_key(cn: str, uid: int) -> None:
 
 
 def _chown_keys(tenant_names) -> None:
-    owners = {naming.REDIS_SERVICE: UIDS["redis"], "commander": UIDS["commander"],
+    owners = {naming.REDIS_SERVICE: UIDS["redis"], naming.POSTGRES_SERVICE: UIDS["postgres"],
+              "commander": UIDS["commander"],
               acl.EXPORTER_USER: UIDS["monitoring"]}
     for t in tenant_names:
         owners.update({naming.redis_user(t): UIDS["app"], naming.metrics_user(t): UIDS["app"]})

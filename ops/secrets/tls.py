@@ -15,6 +15,9 @@ from ops.core.errors import OpsError
 CA_DAYS = 3650
 LEAF_DAYS = 825
 SERVER_SANS = [naming.REDIS_SERVICE, "localhost", "127.0.0.1"]
+# Each server certificate's names (its CN is the service). PostgreSQL's clients verify `postgres` (sslmode=verify-full,
+# the host they connect to on their network); nothing reaches it on loopback (not published, the socket for checks).
+SERVER_SANS_OF = {naming.REDIS_SERVICE: SERVER_SANS, naming.POSTGRES_SERVICE: [naming.POSTGRES_SERVICE]}
 
 
 def _name(cn: str) -> x509.Name:
@@ -71,7 +74,8 @@ def make_leaf(ca_cert: Path, ca_key: Path, cert_path: Path, key_path: Path, cn: 
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
     )
     if server:
-        sans = [x509.IPAddress(ipaddress.ip_address(s)) if s[0].isdigit() else x509.DNSName(s) for s in SERVER_SANS]
+        sans = [x509.IPAddress(ipaddress.ip_address(s)) if s[0].isdigit() else x509.DNSName(s)
+                for s in SERVER_SANS_OF.get(cn, SERVER_SANS)]
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(signer, hashes.SHA256())
     write_private(key_path, _key_pem(key))
