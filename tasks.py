@@ -429,7 +429,8 @@ def flush_results(c, tenant=None, all_tenants=False, older_than="7d", dry_run=Fa
     redis_admin.ping_or_explain(client)
     for t in selected:
         compose.run("exec", "-T", t.service("web"), "python", "-m", "tenantstack.manage", "flush_results",
-                    "--older-than", older_than, "--batch-size", str(int(batch_size)), *(["--dry-run"] if dry_run else []), profiles=[t.profile])
+                    "--older-than", older_than, "--batch-size", str(int(batch_size)),
+                    *(["--dry-run"] if dry_run else []), profiles=[t.profile])
         report = redis_artifacts.flush(client, t.name, age, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         print(f"flush-results: tenant {t.name}: Redis: {verb} {report['found'] if dry_run else report['removed']} "
