@@ -13,13 +13,14 @@ Redis saw no refusal of theirs, every key of theirs is under their prefix, tenan
 never restarted and `docker inspect` of their containers shows none of their secrets.
 """
 import json
+import re
 import time
 
 import pytest
 
 from deployment import naming
 from ops.config import tenants
-from ops.config.paths import ROOT
+from ops.config.paths import BACKUPS, ROOT
 from ops.config.tenants import env_path
 from tests.support import deployment as d
 from tests.support import projects
@@ -244,20 +245,48 @@ def test_own_projects_leave_redis_tenant_a_and_their_secrets_as_they_should(depl
     assert not stopped, json.dumps([(c["Name"], c["State"]) for c in stopped])[:2000]
 
 
+def test_ops_tasks_work_for_tenants_running_their_own_projects(deployed):
+    """backup (export_db through the glue), flush-results and status, for projects that are not the example."""
+    out = d.invoke("backup").stdout
+    name = re.search(r"verified in [\d.]+s: \S+/(\S+)", out).group(1)
+    manifest = json.loads((BACKUPS / name / "manifest.json").read_text())
+    assert {SHOP, CELEX} <= set(manifest["tenants"])
+    assert {f"tenants/{SHOP}/db.sqlite3", f"tenants/{CELEX}/db.sqlite3"} <= set(manifest["files"])
+    flushed = d.invoke("flush-results", "--tenant", SHOP, "--older-than", "7d").stdout
+    assert f"tenant {SHOP} keeps task results in Redis: they expire by themselves" in flushed
+    doc = json.loads(d.invoke("status", "--json", check=False).stdout)  # exit 1 when some alert would fire
+    shop = doc["tenants"][SHOP]
+    assert set(shop["queues"]) == {"shop", "reports"} and shop["results_in_redis"] is True, shop
+    assert {p["service"] for p in shop["pools"].values()} == {naming.pool_service(SHOP, "default"),
+                                                                 naming.pool_service(SHOP, "reports")}, shop["pools"]
+
+
+# A project's image must run the kombu whose scripts the ACL allows: pinned otherwise at build by the template's
+# constraints; and a Dockerfile that skips the template's steps is caught by `up` before the image runs.
+OWN_DOCKERFILE = (
+    "ARG TS_APP_BASE\nFROM ${TS_APP_BASE}\nUSER 0:0\n"
+    "RUN pip install --no-cache-dir kombu==5.6.2\nUSER app\nCOPY --chown=app:app . /srv/app/\n")
+
+
 @pytest.mark.usefixtures("tenants_up")
-def test_a_project_pinning_another_kombu_is_refused_at_build_in_one_line(tmp_path):
-    """kombu's scripts are in the ACL by SHA-1: a project pulling another kombu must never reach the server."""
+@pytest.mark.parametrize("dockerfile, requirements, message, detail", [
+    (None, "kombu==5.6.2\n", "building its image from", "tenantstack-install: pip could not install"),
+    (OWN_DOCKERFILE, "", "runs kombu 5.6.2 and Celery 5.7.0, whose Lua scripts are not the ones the Redis ACL allows",
+     None),
+], ids=["pinned-in-requirements", "installed-by-its-own-dockerfile"])
+def test_a_project_with_another_kombu_is_refused_in_one_line(tmp_path, dockerfile, requirements, message, detail):
+    """kombu's scripts are in the ACL by SHA-1: a project running another kombu must never reach the server."""
     project = tmp_path / "pinned"
     project.mkdir()
-    (project / "Dockerfile").write_text((ROOT / "app/project-template/Dockerfile").read_text())
-    (project / "requirements.txt").write_text("kombu==5.6.2\n")
+    (project / "Dockerfile").write_text(dockerfile or (ROOT / "app/project-template/Dockerfile").read_text())
+    (project / "requirements.txt").write_text(requirements)
     try:
         d.invoke("tenant-add", "pinned", "--project", str(project))
         up = d.invoke("up", "--tenant", "pinned", check=False, timeout=1200)
         assert up.returncode == 2, up.stderr[-2000:]
         last = up.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: tenant pinned: building its image from") and "app-constraints.txt" in last
-        assert "tenantstack-install: pip could not install" in up.stdout + up.stderr  # the build's own line
+        assert last.startswith("error: tenant pinned: ") and message in last, last
+        assert detail is None or detail in up.stdout + up.stderr  # the build's own line
         assert not projects.tenant_containers(["pinned"])  # nothing of it started
     finally:
         projects.remove_tenant("pinned")
