@@ -18,7 +18,7 @@ from ops.config.envfile import redis_settings
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.data import journal
-from ops.deploy import compose, connlimit, containers, health, images, preflight, wanted
+from ops.deploy import compose, connlimit, containers, health, images, postgres_admin, preflight, wanted
 from ops.engine import baseimage, isolation
 from ops.engine import provision as engine
 from ops.secrets import acl, tenant_files
@@ -80,16 +80,18 @@ def init(c, rotate=False):
 
 
 @task(help={"tools": "Also build the redis-commander image.",
-            "monitoring": "Also build the monitoring image (Prometheus, Alertmanager, redis_exporter)."})
+            "monitoring": "Also build the monitoring image (Prometheus, Alertmanager, redis_exporter).",
+            "postgres": "Also build the PostgreSQL image (built anyway when a tenant declares DATABASE=postgres)."})
 @_fail_cleanly
-def build(c, tools=False, monitoring=False):
+def build(c, tools=False, monitoring=False, postgres=False):
     """Build the images (redis, the app bases, every tenant's project; redis-commander with --tools, monitoring with
-    --monitoring) from Debian."""
-    with_env_file = [n for n in tenants.known_names() if tenants.env_path(n).exists()]
-    _build(tools=tools, tenants_too=tenants.load_many(with_env_file) or True, monitoring=monitoring)
+    --monitoring, PostgreSQL with --postgres or when a tenant is on it) from Debian."""
+    with_env_file = tenants.load_many([n for n in tenants.known_names() if tenants.env_path(n).exists()])
+    _build(tools=tools, tenants_too=with_env_file or True, monitoring=monitoring,
+           postgres=postgres or postgres_admin.needed(with_env_file))
 
 
-def _build(tools: bool, tenants_too, monitoring: bool = False) -> None:
+def _build(tools: bool, tenants_too, monitoring: bool = False, postgres: bool = False) -> None:
     """Build the images; `tenants_too`: True (the base images), or the tenants whose project images to build too."""
     engine.ensure()
     baseimage.ensure()
@@ -97,8 +99,9 @@ def _build(tools: bool, tenants_too, monitoring: bool = False) -> None:
     bases = ["app", "app-build"] if tenants_too or monitoring else []
     services = ["redis", *bases] + (["redis-commander"] if tools else [])
     services += [naming.PROMETHEUS_SERVICE] if monitoring else []  # the build definition of the monitoring image
+    services += [naming.POSTGRES_SERVICE] if postgres else []
     profiles = ["build"] + ([compose.TOOLS_PROFILE] if tools else []) + \
-        ([compose.MONITORING_PROFILE] if monitoring else [])
+        ([compose.MONITORING_PROFILE] if monitoring else []) + ([naming.POSTGRES_PROFILE] if postgres else [])
     compose.run("build", *services, profiles=profiles)
     if tenants_too and tenants_too is not True:  # after the bases: each project's image starts FROM them
         images.build_tenants(tenants_too, log=lambda m: print(f"build: {m}"))
@@ -143,20 +146,21 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     for line in tenant_files.write_all(tenants.known_names()):
         print(f"up: {line}")
     secrets.check_all(tenants.known_names())
+    # PostgreSQL's connection budget (one line, before anything is built or started) and its rendered pg_hba.conf.
+    pg = postgres_admin.prepare(tenants.known_names(), selected)
     textfile.write_certificates()  # fresh at every up: certificates may have been reissued
     if monitoring:  # validates envs/monitoring.env before anything is built or started
         watched = sorted({t.name for t in selected} | {n for n in remembered["tenants"] if n in tenants.known_names()})
         changed = profile.prepare(watched)  # the exporters of every tenant this and earlier `up` calls started
     preflight.check_ports(selected, tools=tools, monitoring=monitoring)
-    _build(tools=tools, tenants_too=selected or False, monitoring=monitoring)
-    profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
-    services = ["redis"] + [s for t in selected for s in t.services()]
-    services += ["redis-commander"] if tools else []
+    _build(tools=tools, tenants_too=selected or False, monitoring=monitoring, postgres=pg.needed)
+    profiles, services = _started(selected, tools, pg.needed)
     if monitoring:
         before = profile.started_at(profile.RELOADS)
         profiles += [compose.MONITORING_PROFILE]
         services += profile.services(watched)
     containers.stop_beats_without_grace([t.name for t in selected], log=lambda m: print(f"up: {m}"))
+    _start_postgres(pg, float(timeout))  # when needed: roles, databases and pg_hba.conf before their migrations run
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
     connlimit.apply(tenants.known_names(), log=lambda m: print(f"up: {m}"))  # Redis 7.0 has no per-user cap
@@ -171,6 +175,29 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     if monitoring:
         print(f"up: Prometheus: http://127.0.0.1:{INSTANCE.prometheus_port}/classic/graph, "
               f"Alertmanager: http://127.0.0.1:{INSTANCE.alertmanager_port}/api/v2/alerts")
+
+
+def _started(selected, tools: bool, on_postgres: bool) -> tuple[list[str], list[str]]:
+    """(profiles, services) of an `up` without monitoring: Redis, PostgreSQL when a selected tenant is on it, the
+    tenants' services, the tools."""
+    profiles = [t.profile for t in selected] + ([compose.TOOLS_PROFILE] if tools else [])
+    profiles += compose.postgres_profiles(selected)
+    services = ["redis", *([naming.POSTGRES_SERVICE] if on_postgres else [])]
+    services += [s for t in selected for s in t.services()]
+    services += ["redis-commander"] if tools else []
+    return profiles, services
+
+
+def _start_postgres(pg: postgres_admin.Prepared, timeout: float) -> None:
+    """When a tenant being started is on PostgreSQL: the server alone first (running already: left as it is, a new
+    tenant's network joins later, live), healthy, then its roles and databases in step and its configuration reloaded.
+    """
+    if not pg.needed:
+        return
+    compose.run("up", "--detach", "--remove-orphans=false", naming.POSTGRES_SERVICE,
+                profiles=[naming.POSTGRES_PROFILE])
+    health.wait([naming.POSTGRES_SERVICE], timeout)
+    postgres_admin.provision(pg, log=lambda m: print(f"up: {m}"))
 
 
 @task(iterable=["tenant"], help={
@@ -283,7 +310,8 @@ def test(c, k="", fast=False, x=False):
     env = {**os.environ, INSTANCE_VAR: name, ports.THROWAWAY_VAR: str(os.getpid())}
     env.pop("COMPOSE_PROJECT_NAME", None)
     print(f"test: building instance {name}'s images (server, app, monitoring)", flush=True)
-    built = subprocess.run([str(ROOT / "invoke"), "build", "--monitoring"], cwd=ROOT, env=env, check=False)
+    built = subprocess.run([str(ROOT / "invoke"), "build", "--monitoring", "--postgres"], cwd=ROOT, env=env,
+                           check=False)
     if built.returncode:
         instances.remove(name, log=lambda m: print(f"test: {m}", flush=True))
         raise Exit(f"error: building the test instance's images failed (exit {built.returncode}): see above", code=2)

@@ -285,14 +285,14 @@ def check_owner() -> None:
 def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout=None) -> subprocess.CompletedProcess:
     """Print the command, then run it from the repository root (refused for an instance another checkout runs).
 
-    An `up` whose only change to the running Redis is a new network (a tenant added) connects it live instead of
-    letting Compose recreate Redis (ops/deploy/live_networks.py)."""
+    An `up` whose only change to a running shared server (Redis, PostgreSQL) is a new network (a tenant added)
+    connects it live instead of letting Compose recreate the server (ops/deploy/live_networks.py)."""
     check_owner()
     doc = generate()
     if args[:1] == ("up",):
-        planned = live_networks.plan(redis_config_hash, doc)
-        if planned is not None:
-            return _up_beside_running_redis(args, planned, profiles, capture=capture, quiet=quiet, timeout=timeout)
+        planned = {s: p for s in live_networks.SHARED if (p := live_networks.plan(s, config_hash, doc)) is not None}
+        if planned:
+            return _up_beside_running_servers(args, planned, profiles, capture=capture, quiet=quiet, timeout=timeout)
     argv = command(*args, profiles=profiles)
     if not quiet:
         print("+ " + shlex.join(argv), flush=True)
@@ -311,19 +311,21 @@ def postgres_profiles(selected) -> list[str]:
     return [naming.POSTGRES_PROFILE] if any(t.spec.on_postgres for t in selected) else []
 
 
-
-def _up_beside_running_redis(args, planned, profiles, **kw) -> subprocess.CompletedProcess:
-    """`up` without Redis and its dependencies: create the other services (and so their networks), connect the new
-    networks to the running Redis, then start them."""
-    entry, missing = planned
+def _up_beside_running_servers(args, planned, profiles, **kw) -> subprocess.CompletedProcess:
+    """`up` without the running servers in `planned` (service -> live_networks.plan) and their dependencies: create
+    the other services (and so their networks), connect the new networks to the running servers, then start them."""
     flags = [a for a in args[1:] if a.startswith("-")]
-    services = [a for a in args[1:] if not a.startswith("-") and a != naming.REDIS_SERVICE]
+    services = [a for a in args[1:] if not a.startswith("-") and a not in planned]
+    log = (lambda m: None) if kw.get("quiet") else (lambda m: print(f"up: {m}"))
     if not services:
-        live_networks.connect(entry, missing)
+        # Nothing is created, so no new network either: connect those that exist, the rest when their tenant starts.
+        for service, (entry, missing) in planned.items():
+            live_networks.connect(service, entry, live_networks.existing(missing), log=log)
         return subprocess.CompletedProcess(["up"], 0, "", "")
     creating = [f for f in flags if f != "--detach"]
     _compose(["up", "--no-start", "--no-deps", *creating, *services], profiles, quiet=kw.get("quiet", False))
-    live_networks.connect(entry, missing, log=lambda m: None if kw.get("quiet") else print(f"up: {m}"))
+    for service, (entry, missing) in planned.items():
+        live_networks.connect(service, entry, missing, log=log)
     return _compose(["up", "--no-deps", *flags, *services], profiles, **kw)
 
 
@@ -335,16 +337,20 @@ def _compose(args, profiles, check=True, capture=False, quiet=False, timeout=Non
                        what=f"docker compose {args[0]}")
 
 
-def redis_config_hash(doc: dict | None = None) -> str:
-    """Compose's configuration hash of the Redis service: from the generated file, or with `doc` in its place."""
+# A profiled service is only part of the project with its profile active (PostgreSQL's); Redis has none.
+HASH_PROFILES = (naming.POSTGRES_PROFILE,)
+
+
+def config_hash(service: str, doc: dict | None = None) -> str:
+    """Compose's configuration hash of `service`: from the generated file, or with `doc` in its place."""
     if doc is None:
-        out = run_program(command("config", "--hash", naming.REDIS_SERVICE), cwd=ROOT, env=env(), capture=True,
-                          what="docker compose config --hash")
+        out = run_program(command("config", "--hash", service, profiles=HASH_PROFILES), cwd=ROOT, env=env(),
+                          capture=True, what="docker compose config --hash")
         return out.stdout.split()[-1]
     STATE.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=STATE) as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
         fh.flush()
-        out = run_program(command("config", "--hash", naming.REDIS_SERVICE, generated=Path(fh.name)), cwd=ROOT,
-                          env=env(), capture=True, what="docker compose config --hash")
+        out = run_program(command("config", "--hash", service, profiles=HASH_PROFILES, generated=Path(fh.name)),
+                          cwd=ROOT, env=env(), capture=True, what="docker compose config --hash")
     return out.stdout.split()[-1]

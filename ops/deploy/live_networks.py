@@ -1,15 +1,17 @@
-"""Starting a new tenant without restarting the shared server: its network is connected to the running Redis live.
+"""Starting a new tenant without restarting a shared server: its network is connected to the running server live.
 
-Each tenant has a network of its own that Redis joins (ops/deploy/compose.py). Listing one more network in Redis'
-Compose definition changes its configuration hash, and Compose would recreate Redis on the next `up` of anything
-that depends on it: every tenant's connections cut, a restart's worth of downtime, to add one tenant. Instead,
-when Redis runs and its definition differs from what created it *only* by networks, the missing networks are
-connected to the running container (`docker network connect --alias redis`, the name its certificate carries)
-and Compose starts the other services without touching Redis (`--no-deps`: Redis is running and healthy).
+Each tenant has a network of its own that Redis joins, and PostgreSQL too when the tenant is on it
+(ops/deploy/compose.py). Listing one more network in a server's Compose definition changes its configuration hash,
+and Compose would recreate the server on the next `up` of anything that depends on it: every tenant's connections
+cut, a restart's worth of downtime, to add one tenant. Instead, when a shared server (SHARED: Redis, PostgreSQL)
+runs and its definition differs from what created it *only* by networks, the missing networks are connected to the
+running container (`docker network connect --alias <service>`, the name its certificate carries) and Compose starts
+the other services without touching it (`--no-deps`: the server is running and healthy).
 
-Which networks Redis was created with is remembered per container id (STATE/redis-networks.json): the container
-keeps the ones connected live, and only the creation's list reproduces Compose's hash. Any other change (image,
-redis.conf mount, limits) still recreates Redis through Compose as before, with every network in its definition.
+Which networks a server was created with is remembered per container id (STATE/<service>-networks.json): the
+container keeps the ones connected live, and only the creation's list reproduces Compose's hash. Any other change
+(image, config mount, limits) still recreates the server through Compose as before, with every network in its
+definition.
 """
 import json
 
@@ -18,11 +20,17 @@ from ops.config.paths import INSTANCE, STATE
 from ops.core.run import probe, run
 
 CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
-RECORD = STATE / "redis-networks.json"  # {container id: [short network names Redis was created with]}
+# The servers every tenant (of a kind) shares, in the order they start; what an operator reads in the log.
+SHARED = {naming.REDIS_SERVICE: "Redis", naming.POSTGRES_SERVICE: "PostgreSQL"}
 
 
-def _redis() -> dict | None:
-    out = probe(["docker", "inspect", INSTANCE.container(naming.REDIS_SERVICE)])
+def record(service: str):
+    """{container id: [short network names the server was created with]}; redis-networks.json as before."""
+    return STATE / f"{service}-networks.json"
+
+
+def _running(service: str) -> dict | None:
+    out = probe(["docker", "inspect", INSTANCE.container(service)])
     if out.returncode != 0:
         return None
     found = json.loads(out.stdout)[0]
@@ -34,40 +42,50 @@ def _short(network: str) -> str:
     return network[len(prefix):] if network.startswith(prefix) else network
 
 
-def _load() -> dict:
+def _load(service: str) -> dict:
     try:
-        return json.loads(RECORD.read_text())
+        return json.loads(record(service).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def plan(config_hash, doc: dict) -> tuple[dict, list[str]] | None:
-    """(record entry, networks to connect) when Redis runs and differs from its definition only by networks it lacks;
-    None when Compose should converge Redis itself (not running, up to date, or changed otherwise).
+def variant(doc: dict, service: str, created_with: list[str]) -> dict:
+    """The generated file as it was when the server was created: its networks those of the creation only."""
+    return {**doc, "services": {**doc["services"], service: {"networks": created_with}},
+            "networks": {**doc["networks"], **{n: {} for n in created_with}}}
 
-    config_hash(doc=None): Compose's configuration hash of Redis, from the generated file or from `doc` instead."""
-    redis = _redis()
-    if redis is None:
+
+def plan(service: str, config_hash, doc: dict) -> tuple[dict, list[str]] | None:
+    """(record entry, networks to connect) when `service` runs and differs from its definition only by networks it
+    lacks; None when Compose should converge it itself (not running, up to date, or changed otherwise).
+
+    config_hash(service, doc=None): Compose's configuration hash of it, from the generated file or from `doc`."""
+    found = _running(service)
+    if found is None or service not in doc["services"]:
         return None
-    label = redis["Config"]["Labels"].get(CONFIG_HASH_LABEL, "")
-    wanted = list(doc["services"][naming.REDIS_SERVICE]["networks"])
-    if config_hash() == label:
+    label = found["Config"]["Labels"].get(CONFIG_HASH_LABEL, "")
+    wanted = list(doc["services"][service]["networks"])
+    if config_hash(service) == label:
         return None  # up to date: Compose leaves it alone anyway
-    attached = sorted(_short(n) for n in redis["NetworkSettings"]["Networks"])
-    created_with = _load().get(redis["Id"], attached)
-    variant = {**doc, "services": {**doc["services"], naming.REDIS_SERVICE: {"networks": created_with}},
-               "networks": {**doc["networks"], **{n: {} for n in created_with}}}
-    if config_hash(variant) != label:
-        return None  # more than networks changed: Compose recreates Redis with all of them
+    attached = sorted(_short(n) for n in found["NetworkSettings"]["Networks"])
+    created_with = _load(service).get(found["Id"], attached)
+    if config_hash(service, variant(doc, service, created_with)) != label:
+        return None  # more than networks changed: Compose recreates it with all of them
     missing = [n for n in wanted if n not in attached]
-    return {redis["Id"]: created_with}, missing
+    return {found["Id"]: created_with}, missing
 
 
-def connect(entry: dict, missing: list[str], log=print) -> None:
-    """Connect Redis to each missing network (which Compose has created by now) under its service name."""
+def existing(shorts: list[str]) -> list[str]:
+    """The networks among `shorts` the engine has (Compose creates a network with the first service using it)."""
+    return [s for s in shorts if probe(["docker", "network", "inspect", INSTANCE.network(s)]).returncode == 0]
+
+
+def connect(service: str, entry: dict, missing: list[str], log=print) -> None:
+    """Connect the running server to each missing network (which Compose has created by now) under its name."""
+    what = SHARED.get(service, service)
     for short in missing:
-        run(["docker", "network", "connect", "--alias", naming.REDIS_SERVICE, INSTANCE.network(short),
-             INSTANCE.container(naming.REDIS_SERVICE)], what=f"connecting Redis to network {short}")
-        log(f"Redis joined network {short} while running (no restart)")
+        run(["docker", "network", "connect", "--alias", service, INSTANCE.network(short),
+             INSTANCE.container(service)], what=f"connecting {what} to network {short}")
+        log(f"{what} joined network {short} while running (no restart)")
     STATE.mkdir(parents=True, exist_ok=True)
-    RECORD.write_text(json.dumps(entry))  # only the running container's: older ids are gone
+    record(service).write_text(json.dumps(entry))  # only the running container's: older ids are gone
