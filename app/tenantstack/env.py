@@ -49,6 +49,9 @@ DEFAULTS = {
     "TLS_CERT_FILE": "/run/secrets/tls/client.crt",
     "TLS_KEY_FILE": "/run/secrets/tls/client.key",
     "DATA_DIR": "/data",
+    # PostgreSQL (DATABASE=postgres): the server's service name, the one its certificate carries (verify-full)
+    "DATABASE_HOST": naming.POSTGRES_SERVICE,
+    "DATABASE_PORT": str(naming.POSTGRES_PORT),
     **{s.name: s.default for s in envs.TENANT_SETTINGS if s.is_integer and s.default},
 }
 
@@ -64,7 +67,7 @@ class Config:
     tls_cert_file: Path
     tls_key_file: Path
     data_dir: Path
-    database_url: str  # empty: SQLite at data_dir/db.sqlite3
+    database_url: str  # empty: SQLite at data_dir/db.sqlite3 (or PostgreSQL from its parts, DATABASE=postgres)
     task_time_limit: int
     visibility_timeout: int
     worker_concurrency: int
@@ -76,6 +79,10 @@ class Config:
     # the configuration has problems (then read_config raises).
     spec: tenant_model.Spec | None = None
     pool: str = tenant_model.DEFAULT_POOL  # the worker pool this process belongs to (WORKER_POOL, set per service)
+    # DATABASE=postgres: the connection's parts (the database and role names come from naming, the CA is tls_ca_file)
+    database_host: str = naming.POSTGRES_SERVICE
+    database_port: int = naming.POSTGRES_PORT
+    database_password: str = ""  # from DATABASE_PASSWORD_FILE; read only on PostgreSQL
 
     @property
     def soft_time_limit(self) -> int:
@@ -85,6 +92,10 @@ class Config:
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "db.sqlite3"
+
+    @property
+    def on_postgres(self) -> bool:
+        return bool(self.spec and self.spec.on_postgres)
 
     @property
     def queue(self) -> str:
@@ -282,6 +293,20 @@ class _Reader:
                          "use postgres://USER:PASSWORD@HOST:5432/NAME, or leave it empty for SQLite on DATA_DIR")
         return value
 
+    def postgres(self, spec: tenant_model.Spec | None, database_url: str) -> dict:
+        """DATABASE=postgres: host, port and the password file, each missing part its own clause; {} on SQLite."""
+        if not (spec and spec.on_postgres):
+            return {}
+        if database_url:  # the model refuses it in the env file; a DATABASE_URL_FILE could still bring one
+            self.problem("DATABASE_URL", "set together with DATABASE=postgres",
+                         "empty DATABASE_URL (the connection is built from its parts, the password from "
+                         "DATABASE_PASSWORD_FILE), or set DATABASE=sqlite to use the URL")
+        host = self.raw("DATABASE_HOST")  # unset or empty: the server's service name (DEFAULTS)
+        port = self.integer("DATABASE_PORT", low=1, high=65535,
+                            fix=f"leave it unset: PostgreSQL listens on {naming.POSTGRES_PORT}")
+        return {"database_host": host, "database_port": port,
+                "database_password": self.secret("DATABASE_PASSWORD")}
+
     def allowed_hosts(self, tenant: str) -> tuple[str, ...]:
         hosts = tuple(h.strip() for h in self.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip())
         return hosts or ("127.0.0.1", "localhost", naming.service_name(tenant, "web"))
@@ -312,6 +337,7 @@ class _Reader:
                          f"not larger than CELERY_TASK_TIME_LIMIT={time_limit}",
                          "a task still running would be delivered a second time; "
                          f"set it well above the time limit, e.g. {max(DEFAULT_VISIBILITY, time_limit * 2)}")
+        database_url = self.database_url()
         config = Config(
             tenant=tenant,
             secret_key=self.secret("DJANGO_SECRET_KEY"),
@@ -323,7 +349,7 @@ class _Reader:
             tls_cert_file=self.readable_file("TLS_CERT_FILE"),
             tls_key_file=self.readable_file("TLS_KEY_FILE"),
             data_dir=self.data_dir(),
-            database_url=self.database_url(),
+            database_url=database_url,
             task_time_limit=time_limit,
             visibility_timeout=visibility,
             worker_concurrency=self.setting("CELERY_WORKER_CONCURRENCY"),
@@ -333,6 +359,7 @@ class _Reader:
             broadcast_queues=self.names("CELERY_BROADCAST_QUEUES"),
             spec=spec,
             pool=self.pool(spec),
+            **self.postgres(spec, database_url),
         )
         if self.problems:
             raise ConfigError(self.problems)
@@ -360,12 +387,27 @@ def export_secrets(config: Config) -> None:
 
     A project's settings module often reads `os.environ["DJANGO_SECRET_KEY"]` or DATABASE_URL at import; in the
     containers only NAME_FILE is set (`docker inspect` shows no secret), so the glue reads the files (load())
-    and hands the values to the process and its children here, before the project's settings are imported."""
+    and hands the values to the process and its children here, before the project's settings are imported.
+    On PostgreSQL the URL is built from the parts (a project like cookiecutter-django's stops at import without
+    one); the glue's DATABASES replaces what the project makes of it anyway."""
     values = {"DJANGO_SECRET_KEY": config.secret_key, "REDIS_PASSWORD": config.redis_password,
-              "DJANGO_ADMIN_PASSWORD": config.admin_password, "DATABASE_URL": config.database_url}
+              "DJANGO_ADMIN_PASSWORD": config.admin_password,
+              "DATABASE_URL": postgres_url(config) if config.on_postgres else config.database_url,
+              "DATABASE_PASSWORD": config.database_password}
     for name, value in values.items():
         if value:
             os.environ[name] = value
+
+
+def postgres_url(config: Config) -> str:
+    """The tenant's PostgreSQL connection as a URL, for project settings that read DATABASE_URL at import only.
+
+    The generated passwords are URL-safe (token_urlsafe); quoting keeps any other one intact."""
+    from urllib.parse import quote, urlencode
+
+    query = urlencode({"sslmode": "verify-full", "sslrootcert": str(config.tls_ca_file)})
+    return (f"postgres://{naming.database_role(config.tenant)}:{quote(config.database_password, safe='')}@"
+            f"{config.database_host}:{config.database_port}/{naming.database_name(config.tenant)}?{query}")
 
 
 def shell_assignments(config: Config) -> str:

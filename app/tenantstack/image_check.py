@@ -13,7 +13,16 @@ from importlib import metadata
 from deployment import lua
 from deployment.errors import DeploymentError
 
-PINNED = ("kombu", "redis")
+# Pinned in requirements/app-constraints.txt: kombu and redis-py (the ACL), psycopg with its binary build (it loads
+# that build only at its own version; the runtime image has no libpq for the fallback).
+PINNED = ("kombu", "redis", "psycopg", "psycopg-binary")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:  # a project that removed it: named as a changed pin below
+        return None
 
 
 def _scripts(read) -> list[str]:
@@ -25,7 +34,7 @@ def _scripts(read) -> list[str]:
 
 
 def facts() -> dict:
-    return {"versions": {name: metadata.version(name) for name in (*PINNED, "celery", "Django")},
+    return {"versions": {name: _version(name) for name in (*PINNED, "celery", "Django")},
             "kombu_scripts": _scripts(lua.kombu_scripts), "celery_scripts": _scripts(lua.celery_chord_scripts)}
 
 
@@ -40,7 +49,7 @@ def main(argv: list[str]) -> int:
             name, sep, version = line.split("#")[0].strip().partition("==")
             if sep:
                 pins[name] = version
-    wrong = [f"{n} {found['versions'][n]} (pinned {v})" for n, v in pins.items() if found["versions"].get(n) != v]
+    wrong = [f"{n} {_version(n)} (pinned {v})" for n, v in pins.items() if _version(n) != v]
     if wrong:
         print(f"image error: the project's requirements changed {', '.join(wrong)}: remove those pins from its "
               "requirements.txt (README, Bring your own project)", file=sys.stderr)

@@ -3,7 +3,9 @@
   SECRET_KEY          from the tenant's secret file: the project never holds its own key
   DEBUG               False: a debug page shows settings and environment to whoever triggers an error
   ALLOWED_HOSTS       the web's service name and loopback (DJANGO_ALLOWED_HOSTS to widen it)
-  DATABASES           SQLite on the tenant's volume (WAL, IMMEDIATE transactions), or DATABASE_URL's database
+  DATABASES           SQLite on the tenant's volume (WAL, IMMEDIATE transactions), or with DATABASE=postgres the
+                      tenant's own database and role on the deployment's PostgreSQL (TLS verify-full against the
+                      deployment's CA, the password from its file), or DATABASE_URL's database (SQLite-era setups)
   INSTALLED_APPS      + django_celery_results (results in the database) and tenantstack (ensure_admin, export_db,
                       flush_results), appended when missing
   MIDDLEWARE          tenantstack.middleware.HealthzMiddleware first: /healthz answers before the project's
@@ -17,6 +19,7 @@ The Celery side is in tenantstack.celery_config, applied by tenantstack.celery.
 import os
 import sys
 
+from deployment import naming
 from tenantstack import env, roles
 
 # SQLite in WAL mode with IMMEDIATE transactions: a writer takes the lock when its transaction starts, and
@@ -30,7 +33,32 @@ DEFAULT_STATIC_ROOT = "/srv/app/static"
 ROLE_VAR = "TENANTSTACK_ROLE"  # web | worker | beat, exported by the entrypoint
 
 
+# PostgreSQL: connections kept across requests and tasks, checked before reuse (a restarted server, an idle timeout).
+# Each thread or process holds at most one, which is what the role's CONNECTION LIMIT was checked against
+# (deployment/tenant.py database_connections_needed), so keeping them open never exceeds it.
+POSTGRES_CONN_MAX_AGE = 300
+
+
+def postgres_database(config: env.Config) -> dict:
+    """The tenant's database on the deployment's PostgreSQL, from its parts (names from deployment/naming.py)."""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": config.database_host,
+        "PORT": config.database_port,
+        "NAME": naming.database_name(config.tenant),
+        "USER": naming.database_role(config.tenant),
+        "PASSWORD": config.database_password,
+        "CONN_MAX_AGE": POSTGRES_CONN_MAX_AGE,
+        "CONN_HEALTH_CHECKS": True,
+        # verify-full: the server's certificate must be signed by the deployment's CA *and* name the host we asked
+        # for (`postgres`), so nothing else on a tenant network can pose as the server and collect the password.
+        "OPTIONS": {"sslmode": "verify-full", "sslrootcert": str(config.tls_ca_file)},
+    }
+
+
 def databases(config: env.Config) -> dict:
+    if config.on_postgres:
+        return {"default": postgres_database(config)}
     if config.database_url:
         import dj_database_url
 
