@@ -290,15 +290,16 @@ def all_profiles() -> list[str]:
 def _up_beside_running_redis(args, planned, profiles, **kw) -> subprocess.CompletedProcess:
     """`up` without Redis and its dependencies: create the other services (and so their networks), connect the new
     networks to the running Redis, then start them."""
-    entry, missing = planned
+    entry, missing, gone = planned
     flags = [a for a in args[1:] if a.startswith("-")]
     services = [a for a in args[1:] if not a.startswith("-") and a != naming.REDIS_SERVICE]
+    log = (lambda m: None) if kw.get("quiet") else (lambda m: print(f"up: {m}"))
     if not services:
-        live_networks.connect(entry, missing)
+        live_networks.connect(entry, missing, gone, log=log)
         return subprocess.CompletedProcess(["up"], 0, "", "")
     creating = [f for f in flags if f != "--detach"]
     _compose(["up", "--no-start", "--no-deps", *creating, *services], profiles, quiet=kw.get("quiet", False))
-    live_networks.connect(entry, missing, log=lambda m: None if kw.get("quiet") else print(f"up: {m}"))
+    live_networks.connect(entry, missing, gone, log=log)
     return _compose(["up", "--no-deps", *flags, *services], profiles, **kw)
 
 

@@ -4,8 +4,9 @@ Each tenant has a network of its own that Redis joins (ops/deploy/compose.py). L
 Compose definition changes its configuration hash, and Compose would recreate Redis on the next `up` of anything
 that depends on it: every tenant's connections cut, a restart's worth of downtime, to add one tenant. Instead,
 when Redis runs and its definition differs from what created it *only* by networks, the missing networks are
-connected to the running container (`docker network connect --alias redis`, the name its certificate carries)
-and Compose starts the other services without touching Redis (`--no-deps`: Redis is running and healthy).
+connected to the running container (`docker network connect --alias redis`, the name its certificate carries),
+those of tenants that are gone are disconnected, and Compose starts the other services without touching Redis
+(`--no-deps`: Redis is running and healthy).
 
 Which networks Redis was created with is remembered per container id (STATE/redis-networks.json): the container
 keeps the ones connected live, and only the creation's list reproduces Compose's hash. Any other change (image,
@@ -41,9 +42,9 @@ def _load() -> dict:
         return {}
 
 
-def plan(config_hash, doc: dict) -> tuple[dict, list[str]] | None:
-    """(record entry, networks to connect) when Redis runs and differs from its definition only by networks it lacks;
-    None when Compose should converge Redis itself (not running, up to date, or changed otherwise).
+def plan(config_hash, doc: dict) -> tuple[dict, list[str], list[str]] | None:
+    """(record entry, networks to connect, networks to disconnect) when Redis runs and differs from its definition
+    only by networks; None when Compose should converge Redis itself (not running, up to date, or changed otherwise).
 
     config_hash(doc=None): Compose's configuration hash of Redis, from the generated file or from `doc` instead."""
     redis = _redis()
@@ -51,23 +52,30 @@ def plan(config_hash, doc: dict) -> tuple[dict, list[str]] | None:
         return None
     label = redis["Config"]["Labels"].get(CONFIG_HASH_LABEL, "")
     wanted = list(doc["services"][naming.REDIS_SERVICE]["networks"])
-    if config_hash() == label:
-        return None  # up to date: Compose leaves it alone anyway
     attached = sorted(_short(n) for n in redis["NetworkSettings"]["Networks"])
+    missing = [n for n in wanted if n not in attached]
+    gone = [n for n in attached if n not in wanted]  # a removed tenant's network
+    if config_hash() == label:  # its definition is what created it: only live-connected networks may differ
+        return ({redis["Id"]: wanted}, missing, gone) if missing or gone else None
     created_with = _load().get(redis["Id"], attached)
     variant = {**doc, "services": {**doc["services"], naming.REDIS_SERVICE: {"networks": created_with}},
                "networks": {**doc["networks"], **{n: {} for n in created_with}}}
     if config_hash(variant) != label:
         return None  # more than networks changed: Compose recreates Redis with all of them
-    missing = [n for n in wanted if n not in attached]
-    return {redis["Id"]: created_with}, missing
+    return {redis["Id"]: created_with}, missing, gone
 
 
-def connect(entry: dict, missing: list[str], log=print) -> None:
-    """Connect Redis to each missing network (which Compose has created by now) under its service name."""
+def connect(entry: dict, missing: list[str], gone: list[str], log=print) -> None:
+    """Connect Redis to each missing network (which Compose has created by now) under its service name, and
+    disconnect it from the networks of tenants that are gone."""
+    redis = INSTANCE.container(naming.REDIS_SERVICE)
     for short in missing:
-        run(["docker", "network", "connect", "--alias", naming.REDIS_SERVICE, INSTANCE.network(short),
-             INSTANCE.container(naming.REDIS_SERVICE)], what=f"connecting Redis to network {short}")
+        run(["docker", "network", "connect", "--alias", naming.REDIS_SERVICE, INSTANCE.network(short), redis],
+            what=f"connecting Redis to network {short}")
         log(f"Redis joined network {short} while running (no restart)")
+    for short in gone:
+        run(["docker", "network", "disconnect", INSTANCE.network(short), redis],
+            what=f"disconnecting Redis from network {short}")
+        log(f"Redis left network {short} while running (no restart)")
     STATE.mkdir(parents=True, exist_ok=True)
     RECORD.write_text(json.dumps(entry))  # only the running container's: older ids are gone
