@@ -282,6 +282,7 @@ def test_a_project_with_another_kombu_is_refused_in_one_line(tmp_path, dockerfil
     project.mkdir()
     (project / "Dockerfile").write_text(dockerfile or (ROOT / "app/project-template/Dockerfile").read_text())
     (project / "requirements.txt").write_text(requirements)
+    started = time.time()
     try:
         d.invoke("tenant-add", "pinned", "--project", str(project))
         up = d.invoke("up", "--tenant", "pinned", check=False, timeout=1200)
@@ -292,4 +293,5 @@ def test_a_project_with_another_kombu_is_refused_in_one_line(tmp_path, dockerfil
         assert not projects.tenant_containers(["pinned"])  # nothing of it started
     finally:
         projects.remove_tenant("pinned")
+        projects.remove_failed_build_containers(started)
         d.invoke("init")
