@@ -275,11 +275,7 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
         planned = live_networks.plan(redis_config_hash, doc)
         if planned is not None:
             return _up_beside_running_redis(args, planned, profiles, capture=capture, quiet=quiet, timeout=timeout)
-    argv = command(*args, profiles=profiles)
-    if not quiet:
-        print("+ " + shlex.join(argv), flush=True)
-    return run_program(argv, cwd=ROOT, env=env(), check=check, timeout=timeout, capture=capture,
-                       what=f"docker compose {args[0] if args else ''}".strip())
+    return _compose(list(args), profiles, check=check, capture=capture, quiet=quiet, timeout=timeout)
 
 
 def all_profiles() -> list[str]:
@@ -304,23 +300,25 @@ def _up_beside_running_redis(args, planned, profiles, **kw) -> subprocess.Comple
 
 
 def _compose(args, profiles, check=True, capture=False, quiet=False, timeout=None) -> subprocess.CompletedProcess:
+    """One compose call as given (the generated file already written): printed, then run from the checkout."""
     argv = command(*args, profiles=profiles)
     if not quiet:
         print("+ " + shlex.join(argv), flush=True)
     return run_program(argv, cwd=ROOT, env=env(), check=check, timeout=timeout, capture=capture,
-                       what=f"docker compose {args[0]}")
+                       what=f"docker compose {args[0] if args else ''}".strip())
 
 
 def redis_config_hash(doc: dict | None = None) -> str:
     """Compose's configuration hash of the Redis service: from the generated file, or with `doc` in its place."""
-    if doc is None:
-        out = run_program(command("config", "--hash", naming.REDIS_SERVICE), cwd=ROOT, env=env(), capture=True,
-                          what="docker compose config --hash")
+    def hash_with(generated: Path) -> str:
+        out = run_program(command("config", "--hash", naming.REDIS_SERVICE, generated=generated), cwd=ROOT,
+                          env=env(), capture=True, what="docker compose config --hash")
         return out.stdout.split()[-1]
+
+    if doc is None:
+        return hash_with(TENANTS_GENERATED)
     STATE.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=STATE) as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
         fh.flush()
-        out = run_program(command("config", "--hash", naming.REDIS_SERVICE, generated=Path(fh.name)), cwd=ROOT,
-                          env=env(), capture=True, what="docker compose config --hash")
-    return out.stdout.split()[-1]
+        return hash_with(Path(fh.name))
