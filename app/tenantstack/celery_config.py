@@ -27,15 +27,6 @@ BEAT_BASE_SETTING = "tenantstack_beat_base"  # the project's own beat_scheduler,
 BEAT_MAX_INTERVAL = 10  # beat wakes up (and touches DATA_DIR/beat.heartbeat) at least this often
 
 
-def broker_url(config: Config) -> str:
-    return connection.redis_url(config)
-
-
-def broker_ssl_options(config: Config) -> dict:
-    """Passed by kombu unchanged to redis-py's SSLConnection (tenantstack.connection)."""
-    return connection.tls_options(config)
-
-
 def restore_sweep_seconds(visibility_timeout: int) -> int:
     """A tenth of the visibility timeout, between 1 and 30 s: a cheap ZRANGE, so lost tasks wait little extra."""
     return max(1, min(30, visibility_timeout // 10))
@@ -134,8 +125,8 @@ def celery_settings(config: Config, project_conf=None) -> dict:
                          "periodic tasks use: rename that entry in the project")
     project_scheduler = project_conf.get("beat_scheduler") if project_conf is not None else None
     return {
-        "broker_url": broker_url(config),
-        "broker_use_ssl": broker_ssl_options(config),
+        "broker_url": connection.redis_url(config),
+        "broker_use_ssl": connection.tls_options(config),  # kombu passes them unchanged to redis-py's SSLConnection
         "broker_transport_options": broker_transport_options(config),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,  # keep retrying while Redis restarts

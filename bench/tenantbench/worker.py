@@ -11,23 +11,24 @@ import os
 import time
 
 from tenantstack.celery import app
+from tenantstack.celery_config import with_namespace
 
 CONFIG = os.environ.get("BENCH_CONFIG", "A")
 if CONFIG not in ("A", "B", "C"):
     raise SystemExit(f"bench: BENCH_CONFIG={CONFIG!r} is not one of A, B, C")
 
+# Through with_namespace, as the glue sets them: the project's app reads CELERY_-prefixed names first.
 if CONFIG in ("B", "C"):
-    app.conf.broker_url = os.environ["BENCH_PLAIN_BROKER"]
-    app.conf.broker_use_ssl = None
+    app.conf.update(with_namespace(app, {"broker_url": os.environ["BENCH_PLAIN_BROKER"], "broker_use_ssl": None}))
 if CONFIG == "C":
-    app.conf.update(
-        task_acks_late=False,
-        task_reject_on_worker_lost=False,
-        task_track_started=False,
-        result_extended=False,
-        worker_prefetch_multiplier=4,
-        broker_transport_options={},
-    )
+    app.conf.update(with_namespace(app, {
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        "task_track_started": False,
+        "result_extended": False,
+        "worker_prefetch_multiplier": 4,
+        "broker_transport_options": {},
+    }))
 
 
 @app.task(name="tenantbench.noop")

@@ -18,7 +18,7 @@ from ops.config.envfile import read_env
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
 from ops.core.run import probe, run, stream, wait_until
-from ops.deploy import compose, health
+from ops.deploy import compose, containers, health
 from ops.engine.provision import COMPOSE_ENV
 
 from . import cpu
@@ -81,6 +81,11 @@ def clean() -> None:
     probe(["docker", "volume", "rm", "-f", *[volume(c) for c in CONFIGS]])
 
 
+# The instance's label on every bench container: a bench killed outright leaves them, and `instance-remove` (or the
+# next test run's sweep) finds them by it, as it finds volume jobs.
+OWNED = ["--label", f"{containers.JOB_INSTANCE_LABEL}={INSTANCE.name}"]
+
+
 def _tenant_args(config: str) -> list[str]:
     """Tenant a's settings as its own containers get them: its network, no secret in the environment (secrets
     as read-only files), its client certificate, and its worker's limits, so A, B and C compare like with like."""
@@ -88,7 +93,7 @@ def _tenant_args(config: str) -> list[str]:
     cert = naming.redis_user(TENANT)
     secret_env = [arg for k, v in compose.secret_environment().items() for arg in ("-e", f"{k}={v}")]
     limits = compose.role_limits(read_env(tenants.env_path(TENANT)), "worker", tenants.env_path(TENANT))
-    return ["--network", NETWORK, "--env-file", str(compose.tenant_env_file(TENANT)), *secret_env,
+    return [*OWNED, "--network", NETWORK, "--env-file", str(compose.tenant_env_file(TENANT)), *secret_env,
             "--memory", limits["mem_limit"], "--memory-swap", limits["memswap_limit"],
             "--cpus", str(limits["cpus"]), "--pids-limit", str(limits["pids_limit"]),
             "-e", f"TENANTSTACK_ENV_FILE=envs/{naming.env_file_name(TENANT)}", "-e", f"BENCH_CONFIG={config}",
@@ -118,7 +123,7 @@ class Stack:
         try:
             if set(self.configs) & {"B", "C"}:
                 # The server image's own valkey-server, configured on the command line instead of redis.conf.
-                run(["docker", "run", "-d", "--name", PLAIN_REDIS, "--network", NETWORK,
+                run(["docker", "run", "-d", "--name", PLAIN_REDIS, *OWNED, "--network", NETWORK,
                      "--entrypoint", "valkey-server", compose.image("redis"), "--port", "6379",
                      "--protected-mode", "no", "--dir", "/tmp", "--appendonly", "yes", "--appendfsync", "everysec",
                      "--maxmemory-policy", "noeviction"], what="bench: starting the plain Redis")

@@ -52,15 +52,19 @@ class Declared:
         return path if path.is_absolute() else INSTANCE.root / path
 
 
+def _spec(name: str, values: dict, path: Path) -> tenant_model.Spec:
+    """The declarations in an env file's values; one line naming the file and every problem otherwise."""
+    found, problems = tenant_model.read(name, values)
+    if problems:
+        raise OpsError(f"{rel(path)}: {'; '.join(problems)}")
+    return found
+
+
 def declared(name: str) -> Declared:
     """The tenant's env file read and cross-checked once (defaults when it does not exist yet)."""
     path = env_path(name)
     values = read_env(path) if path.exists() else {}
-    try:
-        spec = tenant_model.spec(name, values)
-    except ValueError as exc:
-        raise OpsError(f"{rel(path)}: {str(exc).split(': ', 1)[1]}") from None
-    return Declared(name, path, values, spec, web_port_of(name))
+    return Declared(name, path, values, _spec(name, values, path), web_port_of(name))
 
 
 def env_path(name: str) -> Path:
@@ -90,11 +94,7 @@ def load(name: str) -> Tenant:
     require(values, envs.TENANT_SETTINGS, path)
     if values["TENANT"] != name:
         raise OpsError(f"{rel(path)}: TENANT={values['TENANT']} but the file is for tenant '{name}': set TENANT={name}")
-    try:
-        spec = tenant_model.spec(name, values)
-    except ValueError as exc:
-        raise OpsError(f"{rel(path)}: {str(exc).split(': ', 1)[1]}") from None
-    return Tenant(name=name, web_port=int(values["WEB_PORT"]), env_file=path, spec=spec)
+    return Tenant(name=name, web_port=int(values["WEB_PORT"]), env_file=path, spec=_spec(name, values, path))
 
 
 def load_many(names) -> list[Tenant]:

@@ -293,11 +293,7 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
         planned = {s: p for s in live_networks.SHARED if (p := live_networks.plan(s, config_hash, doc)) is not None}
         if planned:
             return _up_beside_running_servers(args, planned, profiles, capture=capture, quiet=quiet, timeout=timeout)
-    argv = command(*args, profiles=profiles)
-    if not quiet:
-        print("+ " + shlex.join(argv), flush=True)
-    return run_program(argv, cwd=ROOT, env=env(), check=check, timeout=timeout, capture=capture,
-                       what=f"docker compose {args[0] if args else ''}".strip())
+    return _compose(list(args), profiles, check=check, capture=capture, quiet=quiet, timeout=timeout)
 
 
 def all_profiles() -> list[str]:
@@ -313,28 +309,30 @@ def postgres_profiles(selected) -> list[str]:
 
 def _up_beside_running_servers(args, planned, profiles, **kw) -> subprocess.CompletedProcess:
     """`up` without the running servers in `planned` (service -> live_networks.plan) and their dependencies: create
-    the other services (and so their networks), connect the new networks to the running servers, then start them."""
+    the other services (and so their networks), connect the new networks to the running servers (and disconnect
+    those of tenants that are gone), then start them."""
     flags = [a for a in args[1:] if a.startswith("-")]
     services = [a for a in args[1:] if not a.startswith("-") and a not in planned]
     log = (lambda m: None) if kw.get("quiet") else (lambda m: print(f"up: {m}"))
     if not services:
         # Nothing is created, so no new network either: connect those that exist, the rest when their tenant starts.
-        for service, (entry, missing) in planned.items():
-            live_networks.connect(service, entry, live_networks.existing(missing), log=log)
+        for service, (entry, missing, gone) in planned.items():
+            live_networks.connect(service, entry, live_networks.existing(missing), gone, log=log)
         return subprocess.CompletedProcess(["up"], 0, "", "")
     creating = [f for f in flags if f != "--detach"]
     _compose(["up", "--no-start", "--no-deps", *creating, *services], profiles, quiet=kw.get("quiet", False))
-    for service, (entry, missing) in planned.items():
-        live_networks.connect(service, entry, missing, log=log)
+    for service, (entry, missing, gone) in planned.items():
+        live_networks.connect(service, entry, missing, gone, log=log)
     return _compose(["up", "--no-deps", *flags, *services], profiles, **kw)
 
 
 def _compose(args, profiles, check=True, capture=False, quiet=False, timeout=None) -> subprocess.CompletedProcess:
+    """One compose call as given (the generated file already written): printed, then run from the checkout."""
     argv = command(*args, profiles=profiles)
     if not quiet:
         print("+ " + shlex.join(argv), flush=True)
     return run_program(argv, cwd=ROOT, env=env(), check=check, timeout=timeout, capture=capture,
-                       what=f"docker compose {args[0]}")
+                       what=f"docker compose {args[0] if args else ''}".strip())
 
 
 # A profiled service is only part of the project with its profile active (PostgreSQL's); Redis has none.
@@ -343,14 +341,15 @@ HASH_PROFILES = (naming.POSTGRES_PROFILE,)
 
 def config_hash(service: str, doc: dict | None = None) -> str:
     """Compose's configuration hash of `service`: from the generated file, or with `doc` in its place."""
-    if doc is None:
-        out = run_program(command("config", "--hash", service, profiles=HASH_PROFILES), cwd=ROOT, env=env(),
-                          capture=True, what="docker compose config --hash")
+    def hash_with(generated: Path) -> str:
+        out = run_program(command("config", "--hash", service, profiles=HASH_PROFILES, generated=generated),
+                          cwd=ROOT, env=env(), capture=True, what="docker compose config --hash")
         return out.stdout.split()[-1]
+
+    if doc is None:
+        return hash_with(TENANTS_GENERATED)
     STATE.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=STATE) as fh:
         yaml.safe_dump(doc, fh, sort_keys=False)
         fh.flush()
-        out = run_program(command("config", "--hash", service, profiles=HASH_PROFILES, generated=Path(fh.name)),
-                          cwd=ROOT, env=env(), capture=True, what="docker compose config --hash")
-    return out.stdout.split()[-1]
+        return hash_with(Path(fh.name))

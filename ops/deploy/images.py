@@ -19,13 +19,12 @@ from ops.core.run import probe
 from ops.deploy import compose
 
 
-def check_context(t: tenants.Tenant) -> None:
+def check_context(declared: tenants.Declared) -> None:
     """The project's folder exists and has a Dockerfile: one line naming the setting otherwise."""
-    declared = tenants.declared(t.name)
     folder = declared.build_context()
     if not (folder / "Dockerfile").is_file():
         what = "does not exist" if not folder.exists() else "has no Dockerfile"
-        raise OpsError(f"{rel(t.env_file)}: APP_BUILD_CONTEXT={declared.spec.project.build_context} {what} "
+        raise OpsError(f"{rel(declared.env_file)}: APP_BUILD_CONTEXT={declared.spec.project.build_context} {what} "
                        f"({folder}): point it at the project's folder, with a Dockerfile made from "
                        "app/project-template/Dockerfile")
 
@@ -56,11 +55,12 @@ def check_scripts(t: tenants.Tenant) -> None:
 
 def build_tenants(selected, log=print) -> None:
     """Build each selected tenant's project image (after the bases), then check it; progress per tenant."""
-    for t in selected:
-        check_context(t)
+    projects = {t.name: tenants.declared(t.name) for t in selected}  # each env file read once
+    for declared in projects.values():
+        check_context(declared)
     for t in selected:
         t0 = time.monotonic()
-        folder = tenants.declared(t.name).build_context()
+        folder = projects[t.name].build_context()
         log(f"tenant {t.name}: building {INSTANCE.tenant_image(t.name)} from {folder}")
         built = compose.run("build", t.service("web"), profiles=[t.profile], check=False)
         if built.returncode != 0:

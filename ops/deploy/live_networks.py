@@ -55,9 +55,10 @@ def variant(doc: dict, service: str, created_with: list[str]) -> dict:
             "networks": {**doc["networks"], **{n: {} for n in created_with}}}
 
 
-def plan(service: str, config_hash, doc: dict) -> tuple[dict, list[str]] | None:
-    """(record entry, networks to connect) when `service` runs and differs from its definition only by networks it
-    lacks; None when Compose should converge it itself (not running, up to date, or changed otherwise).
+def plan(service: str, config_hash, doc: dict) -> tuple[dict, list[str], list[str]] | None:
+    """(record entry, networks to connect, networks to disconnect) when `service` runs and differs from its
+    definition only by networks; None when Compose should converge it itself (not running, up to date, or changed
+    otherwise).
 
     config_hash(service, doc=None): Compose's configuration hash of it, from the generated file or from `doc`."""
     found = _running(service)
@@ -65,14 +66,15 @@ def plan(service: str, config_hash, doc: dict) -> tuple[dict, list[str]] | None:
         return None
     label = found["Config"]["Labels"].get(CONFIG_HASH_LABEL, "")
     wanted = list(doc["services"][service]["networks"])
-    if config_hash(service) == label:
-        return None  # up to date: Compose leaves it alone anyway
     attached = sorted(_short(n) for n in found["NetworkSettings"]["Networks"])
+    missing = [n for n in wanted if n not in attached]
+    gone = [n for n in attached if n not in wanted]  # a removed tenant's network
+    if config_hash(service) == label:  # its definition is what created it: only live-connected networks may differ
+        return ({found["Id"]: wanted}, missing, gone) if missing or gone else None
     created_with = _load(service).get(found["Id"], attached)
     if config_hash(service, variant(doc, service, created_with)) != label:
         return None  # more than networks changed: Compose recreates it with all of them
-    missing = [n for n in wanted if n not in attached]
-    return {found["Id"]: created_with}, missing
+    return {found["Id"]: created_with}, missing, gone
 
 
 def existing(shorts: list[str]) -> list[str]:
@@ -80,12 +82,18 @@ def existing(shorts: list[str]) -> list[str]:
     return [s for s in shorts if probe(["docker", "network", "inspect", INSTANCE.network(s)]).returncode == 0]
 
 
-def connect(service: str, entry: dict, missing: list[str], log=print) -> None:
-    """Connect the running server to each missing network (which Compose has created by now) under its name."""
+def connect(service: str, entry: dict, missing: list[str], gone: list[str], log=print) -> None:
+    """Connect the running server to each missing network (which Compose has created by now) under its service
+    name, and disconnect it from the networks of tenants that are gone."""
     what = SHARED.get(service, service)
+    container = INSTANCE.container(service)
     for short in missing:
-        run(["docker", "network", "connect", "--alias", service, INSTANCE.network(short),
-             INSTANCE.container(service)], what=f"connecting {what} to network {short}")
+        run(["docker", "network", "connect", "--alias", service, INSTANCE.network(short), container],
+            what=f"connecting {what} to network {short}")
         log(f"{what} joined network {short} while running (no restart)")
+    for short in gone:
+        run(["docker", "network", "disconnect", INSTANCE.network(short), container],
+            what=f"disconnecting {what} from network {short}")
+        log(f"{what} left network {short} while running (no restart)")
     STATE.mkdir(parents=True, exist_ok=True)
     record(service).write_text(json.dumps(entry))  # only the running container's: older ids are gone

@@ -27,8 +27,8 @@ def declarations(name: str, given: dict) -> dict[str, str]:
         values["APP_BUILD_CONTEXT"] = str(folder)
     problems = [p for p in envs.problems(envs.TENANT_SETTINGS, values) if not p.startswith("missing ")]
     _, cross = tenant_model.read(name, values)
-    if problems or cross:
-        raise OpsError(f"tenant {name}: {'; '.join([*problems, *cross])}")
+    if problems or cross:  # the model repeats a list row's own problem: each once
+        raise OpsError(f"tenant {name}: {'; '.join(dict.fromkeys([*problems, *cross]))}")
     return values
 
 

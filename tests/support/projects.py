@@ -18,9 +18,11 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from deployment import naming
+from deployment.instance import PROJECT_LABEL
 from ops.config.envfile import read_env
 from ops.config.paths import ARTIFACTS, INSTANCE, ROOT, TLS
 from ops.config.tenants import env_path
@@ -268,3 +270,21 @@ def remove_tenant(tenant: str) -> None:
     in_use = {c["Config"]["Image"] for c in _instance_containers()}
     for image in images - in_use:  # never an image another container of the instance still runs
         subprocess.run(["docker", "image", "rm", image], capture_output=True, timeout=120)
+
+
+def remove_failed_build_containers(since: float) -> list[str]:
+    """The classic builder keeps the container of a build step that failed (exited, in no Compose project, its image
+    an untagged layer): remove those created since `since` (epoch seconds), so a refused build leaves nothing behind."""
+    listed = subprocess.run(["docker", "ps", "-a", "--filter", "status=exited", "--format", "{{.ID}}"],
+                            capture_output=True, text=True, timeout=60).stdout.split()
+    if not listed:
+        return []
+    found = json.loads(subprocess.run(["docker", "inspect", *listed], capture_output=True, text=True,
+                                      timeout=60).stdout or "[]")
+    stale = [c["Id"] for c in found  # a build step: no Compose project, an image that is a bare layer id
+             if PROJECT_LABEL not in (c["Config"].get("Labels") or {})
+             and ":" not in c["Config"]["Image"].removeprefix("sha256:")
+             and datetime.fromisoformat(c["Created"][:19] + "+00:00").timestamp() >= since - 1]
+    if stale:
+        subprocess.run(["docker", "rm", *stale], capture_output=True, timeout=120)
+    return stale
