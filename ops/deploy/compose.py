@@ -289,6 +289,7 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
     connects it live instead of letting Compose recreate the server (ops/deploy/live_networks.py)."""
     check_owner()
     doc = generate()
+    profiles = with_server_profiles(profiles, doc)
     if args[:1] == ("up",):
         planned = {s: p for s in live_networks.SHARED if (p := live_networks.plan(s, config_hash, doc)) is not None}
         if planned:
@@ -299,6 +300,18 @@ def run(*args: str, profiles=(), check=True, capture=False, quiet=False, timeout
 def all_profiles() -> list[str]:
     return ([naming.compose_profile(n) for n in tenants.known_names()]
             + [TOOLS_PROFILE, MONITORING_PROFILE, naming.POSTGRES_PROFILE])
+
+
+def with_server_profiles(profiles, doc: dict) -> list[str]:
+    """`profiles` plus PostgreSQL's when a service of one of them depends on it: Compose refuses a project whose
+    active service depends on a service outside the active profiles, so every call naming a PostgreSQL tenant's
+    profile (build, exec, stop, up) needs it too."""
+    profiles = list(profiles)
+    if naming.POSTGRES_PROFILE not in profiles and any(
+            naming.POSTGRES_SERVICE in (s.get("depends_on") or {}) and set(s.get("profiles", ())) & set(profiles)
+            for s in doc["services"].values()):
+        profiles.append(naming.POSTGRES_PROFILE)
+    return profiles
 
 
 def postgres_profiles(selected) -> list[str]:
