@@ -264,10 +264,12 @@ def logs(c, tenant=None, service=None, follow=False, tail="200"):
             "wsgi_app": "The project's WSGI application as module:attribute, e.g. config.wsgi:application.",
             "roles": "Redis roles beyond the broker, comma-separated: cache, results, pubsub.",
             "queues": "The tenant's Celery queues, comma-separated, the default queue first.",
-            "pools": "Worker pools as name:queue+queue:concurrency, comma-separated; the first is `default`."})
+            "pools": "Worker pools as name:queue+queue:concurrency, comma-separated; the first is `default`.",
+            "database": "sqlite (default: a file on the tenant's volume) or postgres (its own database and role "
+                        "on the deployment's PostgreSQL)."})
 @_fail_cleanly
 def tenant_add(c, name, port=0, project="", django_settings="", celery_app="", wsgi_app="", roles="", queues="",
-               pools=""):
+               pools="", database=""):
     """Add a tenant: env file with fresh secrets (and its project, roles, queues, pools), client certificate,
     Redis ACL user (applied live). `./invoke up --tenant NAME` then builds its project's image and starts it."""
     from ops.secrets import tenant_add as tenant_admin
@@ -277,7 +279,7 @@ def tenant_add(c, name, port=0, project="", django_settings="", celery_app="", w
 
     given = {"project": project, "django_settings": django_settings, "celery_app": celery_app,
              "wsgi_app": wsgi_app, "roles": ",".join(["broker", roles]) if roles else "", "queues": queues,
-             "pools": pools}
+             "pools": pools, "database": database}
     for line in tenant_admin.add(name, int(port or 0), **given):
         print(f"tenant-add: {line}")
     textfile.write_certificates()  # its two new certificates (its own, its metrics exporter's)

@@ -13,7 +13,7 @@ from ops.secrets import generate as secrets
 # tenant-add's options -> the env file rows they set (README, Bring your own project).
 DECLARATIONS = {"project": "APP_BUILD_CONTEXT", "django_settings": "TENANT_DJANGO_SETTINGS",
                 "celery_app": "TENANT_CELERY_APP", "wsgi_app": "TENANT_WSGI_APP", "roles": "REDIS_ROLES",
-                "queues": "CELERY_QUEUES", "pools": "WORKER_POOLS"}
+                "queues": "CELERY_QUEUES", "pools": "WORKER_POOLS", "database": "DATABASE"}
 
 
 def declarations(name: str, given: dict) -> dict[str, str]:

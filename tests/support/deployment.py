@@ -119,3 +119,9 @@ def wait_for_results(tenant: str, ids, timeout: float = 120, states=("SUCCESS",)
 
 def hostname(service: str) -> str:
     return inspect(container(service))["Config"]["Hostname"]
+
+
+def inspect_running(service: str) -> bool:
+    out = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container(service)],
+                         capture_output=True, text=True)
+    return out.returncode == 0 and out.stdout.strip() == "true"
