@@ -143,8 +143,7 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     for line in acl.apply(tenants.known_names()):  # the env files are the source; re-derive Redis' rules
         print(f"up: {line}")
     # ... and the containers' env files and secret files (this also migrates a deployment made before them).
-    for line in tenant_files.write_all(tenants.known_names()):
-        print(f"up: {line}")
+    stale = _derive_tenant_files(selected)
     secrets.check_all(tenants.known_names())
     # PostgreSQL's connection budget (one line, before anything is built or started) and its rendered pg_hba.conf.
     pg = postgres_admin.prepare(tenants.known_names(), selected)
@@ -160,6 +159,7 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
         profiles += [compose.MONITORING_PROFILE]
         services += profile.services(watched)
     containers.stop_beats_without_grace([t.name for t in selected], log=lambda m: print(f"up: {m}"))
+    _stop_stale(stale, selected, profiles)
     _start_postgres(pg, float(timeout))  # when needed: roles, databases and pg_hba.conf before their migrations run
     compose.run("up", "--detach", "--remove-orphans=false", *services, profiles=profiles)
     isolation.apply(log=lambda m: print(f"up: {m}"))  # provisioned Podman only: see ops/engine/isolation.py
@@ -175,6 +175,25 @@ def up(c, tenant=None, all=False, tools=False, monitoring=False, timeout=300):
     if monitoring:
         print(f"up: Prometheus: http://127.0.0.1:{INSTANCE.prometheus_port}/classic/graph, "
               f"Alertmanager: http://127.0.0.1:{INSTANCE.alertmanager_port}/api/v2/alerts")
+
+
+def _derive_tenant_files(selected: list) -> list[str]:
+    """Every tenant's container env and secret files from its env file. A running tenant whose secrets changed holds
+    the old ones (and PostgreSQL gets a changed password from this `up`): it joins `selected`, selected or not, and
+    its name is returned for _stop_stale."""
+    rewritten = []
+    for line in tenant_files.write_all(tenants.known_names(), changed=rewritten):
+        print(f"up: {line}")
+    stale = [n for n in rewritten if containers.is_running(naming.service_name(n, "web"))]
+    selected += [t for t in tenants.load_many(stale) if t.name not in {s.name for s in selected}]
+    return stale
+
+
+def _stop_stale(stale: list[str], selected, profiles) -> None:
+    """Stop the stale tenants' services, so this `up` starts them again reading their new secrets."""
+    if stale:
+        print(f"up: secrets of tenant {', '.join(stale)} changed: restarting its services to read them")
+        compose.run("stop", *[s for t in selected if t.name in stale for s in t.services()], profiles=profiles)
 
 
 def _started(selected, tools: bool, on_postgres: bool) -> tuple[list[str], list[str]]:

@@ -25,6 +25,9 @@ fi
 settings=$(python -m tenantstack.env --shell)
 eval "$settings"  # DATA_DIR, QUEUES (this pool's queues, then the Broadcast() queues), CONCURRENCY
 
+# PostgreSQL tenants: reach the database first (one `database error: ...` line naming the fix if not).
+python -m tenantstack.dbcheck
+
 lock="$DATA_DIR/.migrate.lock"
 status=0
 flock --exclusive --timeout 300 --conflict-exit-code 75 "$lock" python -m tenantstack.manage migrate --noinput || status=$?

@@ -63,11 +63,15 @@ def write(name: str) -> list[str]:
     return [f"derived  {rel(folder)}/ ({what}) from {rel(tenants.env_path(name))}"]
 
 
-def write_all(names) -> list[str]:
-    """write() every tenant; remove what was derived for tenants that no longer exist."""
+def write_all(names, changed: list[str] | None = None) -> list[str]:
+    """write() every tenant; remove what was derived for tenants that no longer exist. The tenants whose files
+    changed are appended to `changed`: their running processes still hold the old secrets."""
     report = []
     for name in names:
-        report += write(name)
+        lines = write(name)
+        if lines and changed is not None:
+            changed.append(name)
+        report += lines
     root = INSTANCE.secrets / "tenants"
     if root.is_dir():
         for folder in root.iterdir():
