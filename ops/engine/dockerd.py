@@ -22,6 +22,7 @@ from ops.engine import apt, daemons
 APT_PACKAGES = ["docker.io", "iptables", "mmdebstrap"]
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
 OWN_SOCKET = Path("/run/tenantstack/docker.sock")
+ADDRESS_POOL = "base=172.16.0.0/12,size=24"  # 4096 networks of 254 addresses (see start())
 STATE = Path("/etc/tenantstack/docker-engine.json")  # {"socket": "..."}: where our dockerd listens
 CONTEXT = "tenantstack-docker"
 NAME = "dockerd"  # the pid file's and log's name (ops/engine/daemons.py)
@@ -90,7 +91,11 @@ def start(log=print) -> None:
         log(f"engine: starting Docker Engine (dockerd) on unix://{sock}")
         # live-restore: containers keep running while dockerd is down (a crash, an upgrade of docker.io)
         # and are taken back when it returns, instead of being killed and restarted at its start.
-        daemons.spawn(["dockerd", "--host", f"unix://{sock}", "--live-restore", "--log-level", "warn"], NAME)
+        # Address pools: Docker's defaults give 31 bridge networks in all (/16s and /20s), and every tenant has a
+        # network of its own: the 26th tenant (fewer beside other instances) would fail "could not find an available,
+        # non-overlapping IPv4 address pool". /24s in the same private 172.16.0.0/12 give 4096.
+        daemons.spawn(["dockerd", "--host", f"unix://{sock}", "--live-restore", "--log-level", "warn",
+                       "--default-address-pool", ADDRESS_POOL], NAME)
     wait_until(lambda: None if daemons.socket_answers(sock) else f"unix://{sock} to answer", timeout=90,
                what="Docker Engine (dockerd)", interval=0.3, fix=f"see {daemons.LOG_DIR}/{NAME}.log")
 
