@@ -235,7 +235,8 @@ def down(c, tenant=None, monitoring=False, volumes=False, yes=False):
         services = [s for t in selected for s in t.services()]
         services += [naming.metrics_service(t.name) for t in selected]
         if monitoring:
-            services += [*naming.MONITORING_SERVICES, *map(naming.metrics_service, tenants.known_names())]
+            services += [*naming.MONITORING_SERVICES, naming.POSTGRES_EXPORTER_SERVICE,
+                         *map(naming.metrics_service, tenants.known_names())]
         compose.run("rm", "--stop", "--force", *dict.fromkeys(services),
                     profiles=[t.profile for t in selected] + [compose.MONITORING_PROFILE])
         wanted.remove([t.name for t in selected])

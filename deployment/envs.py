@@ -77,7 +77,7 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
     # PostgreSQL caps connections per role natively (CONNECTION LIMIT): the renderer puts this on the tenant's role,
     # and `up` refuses when the tenants' limits with ops' and the exporter's exceed max_connections.
     Setting("DATABASE_CONNECTION_LIMIT", "PostgreSQL: most connections the tenant's role may hold at once (its "
-            "web, workers, beat and metrics exporter together).", "20", required=False, low=1, high=1000,
+            "web, workers, beat and ops commands together).", "20", required=False, low=1, high=1000,
             fix="set it to a whole number of connections, e.g. 20"),
     Setting("DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: a statement of the tenant's running longer than this many "
             "seconds is cancelled (the role's statement_timeout).", "30", required=False, low=1, high=86400,
@@ -198,6 +198,12 @@ MONITORING_SETTINGS: tuple[Setting, ...] = (
             low=1, high=1_000_000, fix="set it to a number of tasks, e.g. 20"),
     Setting("ALERT_BEAT_STALE_SECONDS", "Alert when a tenant's beat has not ticked for this long.", "120", low=10,
             high=86400, fix=f"{_S}, e.g. 120"),
+    # PostgreSQL tenants (issue 21): optional, so a monitoring.env written before them keeps working with the default.
+    Setting("ALERT_DATABASE_CONNECTIONS_PERCENT", "Alert when a PostgreSQL tenant's role holds more than this % of its "
+            "DATABASE_CONNECTION_LIMIT.", "80", required=False, low=1, high=100,
+            fix="set it to a percentage, e.g. 80"),
+    Setting("ALERT_DATABASE_SIZE_MB", "Alert when a PostgreSQL tenant's database grows beyond this many MB.", "10240",
+            required=False, low=1, high=100 * 1024 * 1024, fix="set it to a whole number of MB, e.g. 10240"),
     Setting("ALERT_BACKUP_MAX_AGE_HOURS", "Alert when the last verified backup is older than this.", "24", low=1,
             high=24 * 365, fix="set it to a whole number of hours, e.g. 24"),
     Setting("ALERT_CERT_DAYS", "Alert when a certificate of the deployment expires within this many days.", "30",

@@ -40,6 +40,10 @@ POSTGRES_DATA_VOLUME = "postgres-data"  # the Compose volume (short name) of its
 POSTGRES_OPS_ROLE = "tenantstack_ops"  # ops' role over TLS (dumps, restores, checks): a member of each tenant role
 POSTGRES_MONITOR_ROLE = "tenantstack_monitor"  # the exporter's role: pg_monitor, database `postgres` only
 POSTGRES_MAINTENANCE_DB = "postgres"  # initdb's database: where the ops and monitor roles land, no tenant's data
+# prometheus-postgres-exporter (monitoring profile, started only while a tenant is on PostgreSQL): connects as
+# POSTGRES_MONITOR_ROLE over ops' own PostgreSQL network; its password file lives in secrets/<this name>/.
+POSTGRES_EXPORTER_SERVICE = "postgres-exporter"
+POSTGRES_EXPORTER_CONTAINER_PORT = 9187
 _TENANT = "tenant-"  # the one spelling of the prefix every tenant-derived name starts with
 _METRICS = "metrics"  # the suffix of a tenant's metrics exporter: its service and its Redis user
 
@@ -141,6 +145,13 @@ def database_name(tenant: str) -> str:
 def database_role(tenant: str) -> str:
     """The tenant's PostgreSQL role: logs in, owns its database and nothing else."""
     return f"tenant_{tenant}"
+
+
+def database_metrics_role(tenant: str) -> str:
+    """The read-only role of the tenant's metrics exporter: CONNECT on the tenant's database and SELECT on its result
+    table only (deployment/postgres.py; the glue's migration grants the SELECT as the table's owner). A tenant name
+    has no underscore, so no tenant's own role can be spelled like it."""
+    return f"{database_role(tenant)}_{_METRICS}"
 
 
 def env_file_name(tenant: str) -> str:

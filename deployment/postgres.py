@@ -2,15 +2,18 @@
 
 Like acl.py for Redis: nothing else writes a pg_hba line, a role or a database grant. Standard library only, so the
 host and the containers can both import it. What it renders, from the tenants that declare DATABASE=postgres:
-  pg_hba.conf      `hostssl <db> <role> all scram-sha-256` per tenant, ops' and the exporter's, and the bootstrap
-                   superuser over the container's own socket only; nothing else, so plain TCP (and any other
-                   database, role or method) matches no line and is refused
+  pg_hba.conf      `hostssl <db> <role> all scram-sha-256` per tenant (its role and its metrics exporter's), ops'
+                   and the exporter's, and the bootstrap superuser over the container's own socket only; nothing
+                   else, so plain TCP (and any other database, role or method) matches no line and is refused
   tenantstack.conf the facts of postgresql.conf the model owns (port, max_connections, reserved slots)
   SQL              per tenant: its role (LOGIN, no superuser/createdb/createrole/replication/bypassrls, CONNECTION
                    LIMIT, statement_timeout, the password as a SCRAM verifier computed here, so no plain password
                    ever crosses psql or the server's logs), its database OWNED by it, CONNECT revoked from PUBLIC;
+                   its metrics exporter's read-only role tenant_<t>_metrics (CONNECT on that database only; the SELECT
+                   on the result table comes from the glue's migration, run by the table's owner);
                    the ops and monitor roles; roles of tenants no longer on PostgreSQL lose LOGIN (their data stays)
-  the budget       one line when the tenants' limits plus ops' and the exporter's exceed what the server allows
+  the budget       one line when the tenants' limits plus their metrics exporters', ops' and the exporter's exceed
+                   what the server allows
 The SQL is idempotent (psql's \\gexec creates what is missing; ALTER states the whole truth), so every `up` runs it
 all as the bootstrap superuser over the container's socket (`psql -v ON_ERROR_STOP=1`, the script on stdin).
 """
@@ -32,6 +35,10 @@ MAX_CONNECTIONS = 200
 SUPERUSER_RESERVED_CONNECTIONS = 3
 OPS_CONNECTIONS = 4  # a dump, a restore, a check and an operator's psql at once
 MONITOR_CONNECTIONS = 3  # prometheus-postgres-exporter holds one per scrape; slack for a slow one
+# A tenant's metrics exporter (app/tenantstack/metrics.py): one connection per scrape, closed after it; slack for a
+# scrape overlapping the previous one's. Its role's statement_timeout bounds a slow scrape.
+METRICS_CONNECTIONS = 2
+METRICS_STATEMENT_TIMEOUT = 5  # seconds
 STATEMENT_TIMEOUT_UNIT = "s"
 BOOTSTRAP_SUPERUSER = "postgres"  # initdb's superuser: peer over the container's own socket, never over TCP
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
@@ -56,6 +63,10 @@ class TenantDatabase:
     @property
     def role(self) -> str:
         return naming.database_role(self.tenant)
+
+    @property
+    def metrics_role(self) -> str:
+        return naming.database_metrics_role(self.tenant)
 
 
 def _ident(name: str) -> str:
@@ -121,14 +132,17 @@ def usable_connections() -> int:
 
 
 def connection_budget_problem(databases: list[TenantDatabase]) -> str | None:
-    """One line naming the numbers when the tenants' limits plus ops' and the exporter's exceed the server's slots."""
+    """One line naming the numbers when the tenants' limits plus their metrics exporters', ops' and the exporter's
+    exceed the server's slots."""
     tenants_sum = sum(d.connection_limit for d in databases)
-    total = tenants_sum + OPS_CONNECTIONS + MONITOR_CONNECTIONS
+    metrics = METRICS_CONNECTIONS * len(databases)
+    total = tenants_sum + metrics + OPS_CONNECTIONS + MONITOR_CONNECTIONS
     if total <= usable_connections():
         return None
     each = " + ".join(f"{d.tenant} {d.connection_limit}" for d in databases)
-    return (f"PostgreSQL: the tenants' DATABASE_CONNECTION_LIMIT ({each} = {tenants_sum}) plus ops {OPS_CONNECTIONS} "
-            f"and the exporter {MONITOR_CONNECTIONS} make {total}, above the {usable_connections()} connections "
+    return (f"PostgreSQL: the tenants' DATABASE_CONNECTION_LIMIT ({each} = {tenants_sum}) plus their metrics exporters "
+            f"{metrics} ({METRICS_CONNECTIONS} each), ops {OPS_CONNECTIONS} and the exporter {MONITOR_CONNECTIONS} "
+            f"make {total}, above the {usable_connections()} connections "
             f"max_connections {MAX_CONNECTIONS} leaves after {SUPERUSER_RESERVED_CONNECTIONS} reserved for the "
             f"superuser: lower DATABASE_CONNECTION_LIMIT in the tenants' env files")
 
@@ -142,7 +156,10 @@ def hba_lines(databases: list[TenantDatabase]) -> list[tuple[str, ...]]:
              # ops reaches each tenant's database as a member of its role (dump, restore) and the maintenance one
              ("hostssl", ",".join([maintenance, *(_ident(d.database) for d in databases)]),
               _ident(naming.POSTGRES_OPS_ROLE), "all", "scram-sha-256")]
-    lines += [("hostssl", _ident(d.database), _ident(d.role), "all", "scram-sha-256") for d in databases]
+    for d in databases:
+        lines.append(("hostssl", _ident(d.database), _ident(d.role), "all", "scram-sha-256"))
+        # its metrics exporter (on ops' network, not the tenant's): its own database, nothing else
+        lines.append(("hostssl", _ident(d.database), _ident(d.metrics_role), "all", "scram-sha-256"))
     return lines
 
 
@@ -181,6 +198,14 @@ def operator_passwords(redis_env: Mapping[str, str]) -> dict[str, str]:
             naming.POSTGRES_MONITOR_ROLE: acl.monitoring_password(redis_env, naming.POSTGRES_MONITOR_ROLE)}
 
 
+def metrics_passwords(redis_env: Mapping[str, str], databases: list[TenantDatabase]) -> dict[str, str]:
+    """role -> password of each PostgreSQL tenant's metrics role: derived like every monitoring user's (no secret row;
+    ops writes the same value into the exporter's password folder)."""
+    from . import acl
+
+    return {d.metrics_role: acl.monitoring_password(redis_env, d.metrics_role) for d in databases}
+
+
 # ---- the SQL that creates and keeps in step every role and database -----------------------------------------------
 def _create_role(role: str) -> str:
     return (f"SELECT 'CREATE ROLE {role}' WHERE NOT EXISTS "
@@ -212,6 +237,21 @@ def tenant_sql(d: TenantDatabase, verifier: str) -> list[str]:
     ]
 
 
+def metrics_sql(d: TenantDatabase, verifier: str) -> list[str]:
+    """The tenant's metrics role: logs in to its tenant's database, reads nothing but what is granted to it (the
+    glue's migration grants SELECT on the result table), never writes (read-only transactions), bounded by a short
+    statement_timeout and CONNECTION LIMIT METRICS_CONNECTIONS. NOINHERIT and a member of nothing."""
+    role, db = _ident(d.metrics_role), _ident(d.database)
+    return [
+        f"-- tenant {d.tenant}'s metrics exporter",
+        _create_role(role),
+        _login_role(role, METRICS_CONNECTIONS, verifier),
+        f"ALTER ROLE {role} SET statement_timeout = '{METRICS_STATEMENT_TIMEOUT}{STATEMENT_TIMEOUT_UNIT}';",
+        f"ALTER ROLE {role} SET default_transaction_read_only = on;",
+        f"GRANT CONNECT ON DATABASE {db} TO {role};",
+    ]
+
+
 def operator_sql(ops_verifier: str, monitor_verifier: str) -> list[str]:
     """The ops role (a member of each tenant role: dumps and restores as the owner, no superuser) and the exporter's
     (pg_monitor: statistics and sizes, no table's rows)."""
@@ -228,7 +268,7 @@ def operator_sql(ops_verifier: str, monitor_verifier: str) -> list[str]:
 
 def retire_sql(databases: list[TenantDatabase]) -> list[str]:
     """Roles of tenants no longer on PostgreSQL (removed, or back on SQLite) lose LOGIN; their databases stay."""
-    keep = ", ".join(f"'{_ident(d.role)}'" for d in databases) or "''"
+    keep = ", ".join(f"'{_ident(r)}'" for d in databases for r in (d.role, d.metrics_role)) or "''"
     pattern = naming.database_role("").replace("_", "\\_") + "%"  # tenant\_%: LIKE's `_` is any character
     return ["-- tenants no longer on PostgreSQL: no login, data kept",
             f"SELECT format('ALTER ROLE %I NOLOGIN', rolname) FROM pg_catalog.pg_roles WHERE rolname LIKE "
@@ -237,7 +277,8 @@ def retire_sql(databases: list[TenantDatabase]) -> list[str]:
 
 def provisioning_sql(databases: list[TenantDatabase], verifiers: Mapping[str, str]) -> str:
     """The whole script for `psql -v ON_ERROR_STOP=1` as the bootstrap superuser; verifiers: role -> verifier (every
-    tenant role, ops and monitor). Refuses, in one line, tenants whose limits the server cannot hold."""
+    tenant role, each tenant's metrics role, ops and monitor). Refuses, in one line, tenants whose limits the server
+    cannot hold."""
     problem = connection_budget_problem(databases)
     if problem:
         raise ValueError(problem)
@@ -245,5 +286,6 @@ def provisioning_sql(databases: list[TenantDatabase], verifiers: Mapping[str, st
     lines += operator_sql(verifiers[naming.POSTGRES_OPS_ROLE], verifiers[naming.POSTGRES_MONITOR_ROLE])
     for d in databases:
         lines += tenant_sql(d, verifiers[d.role])
+        lines += metrics_sql(d, verifiers[d.metrics_role])
     lines += retire_sql(databases)
     return "\n".join(lines) + "\n"

@@ -23,9 +23,10 @@ BEAT_CONNECTIONS = 2
 SQLITE, POSTGRES = "sqlite", "postgres"
 # Connections to PostgreSQL by kind (DATABASE_CONNECTION_LIMIT must cover their sum, or PostgreSQL refuses the last
 # ones with "too many connections for role"): Django keeps one per thread, so one per web thread and per pool process;
-# a worker's main process may open one (Celery's Django fixup), beat one (a database scheduler, the cleanup), the
-# metrics exporter one, and an ops command run in a container (export_db, flush_results) one.
-DATABASE_EXTRA_CONNECTIONS = 3  # beat, metrics exporter, one ops command
+# a worker's main process may open one (Celery's Django fixup), beat one (a database scheduler, the cleanup) and an
+# ops command run in a container (export_db, flush_results) one. The metrics exporter is not among them: it connects
+# as its own read-only role with its own limit (deployment/postgres.py METRICS_CONNECTIONS, in the server's budget).
+DATABASE_EXTRA_CONNECTIONS = 2  # beat, one ops command
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def read(tenant: str, values: dict) -> tuple[Spec | None, list[str]]:
     if spec.on_postgres and limit.isdigit() and int(limit) < spec.database_connections_needed():
         need = spec.database_connections_needed()
         return None, [f"DATABASE_CONNECTION_LIMIT={limit} is below the {need} PostgreSQL connections its web, "
-                      f"{len(spec.pools)} worker pool(s), beat, metrics exporter and ops open: raise it to at least "
+                      f"{len(spec.pools)} worker pool(s), beat and an ops command open: raise it to at least "
                       f"{need}, or declare fewer processes"]
     cap = envs.value_of(envs.TENANT["REDIS_MAX_CONNECTIONS"], values)
     if cap.isdigit() and int(cap) < spec.connections_needed():

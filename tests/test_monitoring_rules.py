@@ -25,6 +25,10 @@ R = 'job="redis",instance="redis-exporter"'
 M = 'job="tenants",instance="tenant-metrics",tenant="b"'
 MB = {"job": "tenants", "instance": "tenant-metrics", "tenant": "b"}  # M's labels, as an alert carries them
 Q = M + ',queue="tenant-b"'  # the per-queue series of b's one queue (no CELERY_QUEUES: tenant-<name>)
+P = 'job="postgres",instance="postgres-exporter"'
+PB = {"job": "postgres", "instance": "postgres-exporter"}
+LIMIT = 20  # DATABASE_CONNECTION_LIMIT's default
+MB_BYTES = 2**20
 QUEUE_ALERTS = ("TenantQueueBacklog", "TenantOldestTaskTooOld")  # fire per queue: their labels carry it
 
 
@@ -61,6 +65,13 @@ FIRING = {
     "TenantTaskFailureRatioHigh": ([_series("tenantstack_tasks_finished_total", M + ',state="failed"', "0+2x40"),
                                     _series("tenantstack_tasks_finished_total", M + ',state="succeeded"', "0+2x40")],
                                    {"tenant": "b"}),
+    "PostgresDown": ([_series("up", P, "1 1 0x40")], PB),
+    # 17 of 20 connections: 85 % > 80 %
+    "TenantDatabaseConnectionsHigh": ([_series("tenantstack_database_connections", M,
+                                               f"{LIMIT * T['ALERT_DATABASE_CONNECTIONS_PERCENT'] // 100 + 1}x40"),
+                                       _series("tenantstack_database_connection_limit", M, f"{LIMIT}x40")], MB),
+    "TenantDatabaseTooLarge": ([_series("tenantstack_database_size_bytes", M,
+                                        f"{(T['ALERT_DATABASE_SIZE_MB'] + 1) * MB_BYTES}x40")], MB),
     # promtool's clock starts at 0: a backup made 25 h before it.
     "BackupMissing": ([_series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"',
                                f"{-25 * 3600}x40")], {"job": "ops", "instance": "receiver"}),
@@ -82,6 +93,13 @@ HEALTHY = [
     _series("tenantstack_workers_alive", M, "1x40"), _series("tenantstack_beat_heartbeat_age_seconds", M, "5x40"),
     _series("tenantstack_tasks_finished_total", M + ',state="failed"', "0+0x40"),
     _series("tenantstack_tasks_finished_total", M + ',state="succeeded"', "0+10x40"),
+    _series("up", P, "1x40"), _series("pg_up", P, "1x40"),
+    _series("tenantstack_database_connections", M, f"{LIMIT * T['ALERT_DATABASE_CONNECTIONS_PERCENT'] // 100}x40"),
+    _series("tenantstack_database_connection_limit", M, f"{LIMIT}x40"),
+    # a role without a limit (rolconnlimit -1) never reads as over it
+    _series("tenantstack_database_connections", 'job="tenants",instance="tenant-metrics",tenant="c"', "50x40"),
+    _series("tenantstack_database_connection_limit", 'job="tenants",instance="tenant-metrics",tenant="c"', "-1x40"),
+    _series("tenantstack_database_size_bytes", M, f"{T['ALERT_DATABASE_SIZE_MB'] * MB_BYTES}x40"),
     _series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"', "0x40"),
     _series("tenantstack_certificate_expiry_timestamp_seconds", 'job="ops",instance="receiver",certificate="redis"',
             f"{400 * 86400}x40"),
@@ -116,8 +134,8 @@ TWO_QUEUES = [
 ]
 
 
-def _rendered(thresholds=DEFAULTS, tenants=("a", "b")) -> dict:
-    rendered = config.files(tenants, thresholds)
+def _rendered(thresholds=DEFAULTS, tenants=("a", "b"), on_postgres=False) -> dict:
+    rendered = config.files(tenants, thresholds, on_postgres)
     return {path.relative_to(config.CONFIG).as_posix(): text for path, text in rendered.items()}
 
 
@@ -195,6 +213,15 @@ def test_one_threshold_changes_the_rule_and_every_placeholder_is_known():
     assert not [t for t in _rendered().values() if config.PLACEHOLDER.search(t)]
     targets = yaml.safe_load(_rendered()["prometheus/tenants.json"])
     assert [t["labels"]["tenant"] for t in targets] == ["a", "b"]
+    # PostgreSQL: its size threshold in MB becomes bytes; its exporter is a target only while a tenant is on it
+    raised = {**DEFAULTS, "ALERT_DATABASE_SIZE_MB": 3, "ALERT_DATABASE_CONNECTIONS_PERCENT": 90}
+    rules = {r["alert"]: r for g in yaml.safe_load(_rendered(raised)["prometheus/rules/alerts.yml"])["groups"]
+             for r in g["rules"]}
+    assert rules["TenantDatabaseTooLarge"]["expr"] == f"tenantstack_database_size_bytes > {3 * MB_BYTES}"
+    assert rules["TenantDatabaseConnectionsHigh"]["expr"].endswith("> 90")
+    assert yaml.safe_load(_rendered()["prometheus/postgres.json"]) == []
+    assert yaml.safe_load(_rendered(on_postgres=True)["prometheus/postgres.json"]) == [
+        {"targets": ["postgres-exporter:9187"], "labels": {}}]
 
 
 @pytest.mark.parametrize("bad", ["ALERT_QUEUE_DEPTH=0", "ALERT_FOR_SECONDS=soon"])

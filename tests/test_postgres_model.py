@@ -47,9 +47,10 @@ def test_the_password_is_a_generated_secret_delivered_as_a_file_and_never_inside
 
 def test_a_connection_limit_below_what_the_processes_open_is_refused_only_on_postgres():
     spec = tenant_model.spec("b", _values(DATABASE="postgres"))
-    # 2 web processes x 4 threads, the default pool's 2 processes and its main process, beat, exporter, one ops command
-    assert spec.database_connections_needed() == 8 + 3 + 3 <= int(envs.TENANT["DATABASE_CONNECTION_LIMIT"].default)
-    with pytest.raises(ValueError, match=r"DATABASE_CONNECTION_LIMIT=10 is below the 14 PostgreSQL connections"):
+    # 2 web processes x 4 threads, the default pool's 2 processes and its main process, beat, one ops command (the
+    # metrics exporter has a role of its own: deployment/postgres.py METRICS_CONNECTIONS, in the server's budget)
+    assert spec.database_connections_needed() == 8 + 3 + 2 <= int(envs.TENANT["DATABASE_CONNECTION_LIMIT"].default)
+    with pytest.raises(ValueError, match=r"DATABASE_CONNECTION_LIMIT=10 is below the 13 PostgreSQL connections"):
         tenant_model.spec("b", _values(DATABASE="postgres", DATABASE_CONNECTION_LIMIT="10"))
     assert tenant_model.spec("b", _values(DATABASE_CONNECTION_LIMIT="10")).database == "sqlite"  # unused there
 
@@ -57,10 +58,13 @@ def test_a_connection_limit_below_what_the_processes_open_is_refused_only_on_pos
 @pytest.mark.parametrize("tenant", ["a", "b", "shop", "z12345678901234"])
 def test_database_and_role_names_are_plain_identifiers_of_the_tenant_alone(tenant):
     assert naming.is_valid_tenant_name(tenant)
-    for name in (naming.database_name(tenant), naming.database_role(tenant)):
+    for name in (naming.database_name(tenant), naming.database_role(tenant), naming.database_metrics_role(tenant)):
         assert IDENTIFIER.fullmatch(name), name
     shared = {naming.POSTGRES_OPS_ROLE, naming.POSTGRES_MONITOR_ROLE, naming.POSTGRES_MAINTENANCE_DB, "postgres"}
     assert naming.database_role(tenant) not in shared and naming.database_name(tenant) not in shared
+    assert naming.database_metrics_role(tenant) not in shared
+    # no tenant's role is spelled like another tenant's metrics role (tenant names have no underscore)
+    assert not naming.is_valid_tenant_name(naming.database_metrics_role(tenant)[len("tenant_"):])
     assert all(IDENTIFIER.fullmatch(n) for n in shared)
     assert naming.database_name("a") != naming.database_name("ab")  # one tenant's name is never another's
 
@@ -101,7 +105,9 @@ def test_pg_hba_has_tls_scram_per_role_and_database_and_nothing_else():
                      ["hostssl", "postgres", "tenantstack_monitor", "all", "scram-sha-256"],
                      ["hostssl", "postgres,tenant_b,tenant_c", "tenantstack_ops", "all", "scram-sha-256"],
                      ["hostssl", "tenant_b", "tenant_b", "all", "scram-sha-256"],
-                     ["hostssl", "tenant_c", "tenant_c", "all", "scram-sha-256"]]
+                     ["hostssl", "tenant_b", "tenant_b_metrics", "all", "scram-sha-256"],
+                     ["hostssl", "tenant_c", "tenant_c", "all", "scram-sha-256"],
+                     ["hostssl", "tenant_c", "tenant_c_metrics", "all", "scram-sha-256"]]
     assert "tenant_a" not in text  # on SQLite: no line, so its role could not log in even if it existed
 
 
@@ -121,7 +127,8 @@ def test_scram_verifier_is_postgres_format_salted_and_checkable():
 def _verifiers(databases):
     from deployment import postgres
 
-    roles = [naming.POSTGRES_OPS_ROLE, naming.POSTGRES_MONITOR_ROLE, *(d.role for d in databases)]
+    roles = [naming.POSTGRES_OPS_ROLE, naming.POSTGRES_MONITOR_ROLE, *(r for d in databases
+                                                                       for r in (d.role, d.metrics_role))]
     return {r: postgres.scram_verifier(f"pw-{r}", salt=b"s" * 16) for r in roles}
 
 
@@ -143,24 +150,43 @@ def test_provisioning_sql_states_each_role_whole_and_never_holds_a_password():
     assert any(line.startswith("SELECT 'CREATE DATABASE tenant_b OWNER tenant_b") and line.endswith("\\gexec")
                for line in lines)
     assert "GRANT tenant_b TO tenantstack_ops;" in lines and "GRANT pg_monitor TO tenantstack_monitor;" in lines
-    assert "tenant_a" not in sql.replace("'tenant_b', 'tenant_c'", "")  # SQLite tenant a: nothing rendered
+    assert "tenant_a" not in sql  # SQLite tenant a: nothing rendered
     retire = lines[-1]
-    assert retire.endswith("AND rolname NOT IN ('tenant_b', 'tenant_c') AND rolcanlogin\\gexec")
+    assert retire.endswith("AND rolname NOT IN ('tenant_b', 'tenant_b_metrics', 'tenant_c', 'tenant_c_metrics') "
+                           "AND rolcanlogin\\gexec")
     assert "LIKE 'tenant\\_%'" in retire
+
+
+def test_the_metrics_role_reads_only_its_tenants_database_read_only_with_a_short_timeout():
+    from deployment import postgres
+
+    databases = postgres.tenant_databases(_tenants(b={}, c={}))
+    lines = postgres.provisioning_sql(databases, _verifiers(databases)).splitlines()
+    role = next(line for line in lines if line.startswith("ALTER ROLE tenant_b_metrics WITH"))
+    assert role.startswith("ALTER ROLE tenant_b_metrics WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
+                           "NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 2 PASSWORD 'SCRAM-SHA-256$4096:")
+    assert "ALTER ROLE tenant_b_metrics SET statement_timeout = '5s';" in lines
+    assert "ALTER ROLE tenant_b_metrics SET default_transaction_read_only = on;" in lines
+    grants = [line for line in lines if "tenant_b_metrics" in line and line.startswith("GRANT")]
+    assert grants == ["GRANT CONNECT ON DATABASE tenant_b TO tenant_b_metrics;"]  # SELECT: the glue's migration
+    redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
+    derived = postgres.metrics_passwords(redis_env, databases)
+    assert set(derived) == {"tenant_b_metrics", "tenant_c_metrics"} and len(set(derived.values())) == 2
 
 
 def test_the_connection_budget_is_one_line_naming_the_numbers():
     from deployment import postgres
 
     fits = postgres.tenant_databases(_tenants(b={"DATABASE_CONNECTION_LIMIT": "100"},
-                                              c={"DATABASE_CONNECTION_LIMIT": "90"}))
-    assert postgres.connection_budget_problem(fits) is None  # 190 + 4 + 3 = 197 = 200 - 3
+                                              c={"DATABASE_CONNECTION_LIMIT": "86"}))
+    assert postgres.connection_budget_problem(fits) is None  # 186 + 2 x 2 + 4 + 3 = 197 = 200 - 3
     over = postgres.tenant_databases(_tenants(b={"DATABASE_CONNECTION_LIMIT": "100"},
-                                              c={"DATABASE_CONNECTION_LIMIT": "91"}))
+                                              c={"DATABASE_CONNECTION_LIMIT": "87"}))
     problem = postgres.connection_budget_problem(over)
-    assert problem == ("PostgreSQL: the tenants' DATABASE_CONNECTION_LIMIT (b 100 + c 91 = 191) plus ops 4 and the "
-                       "exporter 3 make 198, above the 197 connections max_connections 200 leaves after 3 reserved for "
-                       "the superuser: lower DATABASE_CONNECTION_LIMIT in the tenants' env files")
+    assert problem == ("PostgreSQL: the tenants' DATABASE_CONNECTION_LIMIT (b 100 + c 87 = 187) plus their metrics "
+                       "exporters 4 (2 each), ops 4 and the exporter 3 make 198, above the 197 connections "
+                       "max_connections 200 leaves after 3 reserved for the superuser: lower "
+                       "DATABASE_CONNECTION_LIMIT in the tenants' env files")
     with pytest.raises(ValueError, match="^PostgreSQL: the tenants'"):
         postgres.provisioning_sql(over, _verifiers(over))
 

@@ -47,11 +47,11 @@ def test_the_rendered_pg_hba_is_checked_before_it_replaces_the_old_one(tmp_path)
 
 
 def test_the_connection_budget_is_refused_in_one_line_before_anything_starts():
-    postgres_admin.check_budget([_db("b", 100), _db("c", 90)])  # 190 + 4 + 3 = 197: exactly what fits
+    postgres_admin.check_budget([_db("b", 100), _db("c", 86)])  # 186 + 2 metrics x 2 + 4 + 3 = 197: what fits
     with pytest.raises(OpsError) as refused:
-        postgres_admin.check_budget([_db("b", 100), _db("c", 91)])
+        postgres_admin.check_budget([_db("b", 100), _db("c", 87)])
     assert "\n" not in str(refused.value)
-    assert "b 100 + c 91 = 191" in str(refused.value) and "lower DATABASE_CONNECTION_LIMIT" in str(refused.value)
+    assert "b 100 + c 87 = 187" in str(refused.value) and "lower DATABASE_CONNECTION_LIMIT" in str(refused.value)
 
 
 def test_a_password_is_re_sent_only_when_the_stored_verifier_no_longer_matches():
@@ -68,7 +68,8 @@ def test_every_role_the_sql_states_gets_a_password(monkeypatch):
                         lambda: {"POSTGRES_OPS_PASSWORD": "ops-" + "y" * 30, "REDIS_MONITORING_SECRET": "z" * 40})
     found = [_db("b"), _db("c")]
     wanted = postgres_admin.passwords(found)
-    assert set(wanted) == {naming.POSTGRES_OPS_ROLE, naming.POSTGRES_MONITOR_ROLE, "tenant_b", "tenant_c"}
+    assert set(wanted) == {naming.POSTGRES_OPS_ROLE, naming.POSTGRES_MONITOR_ROLE, "tenant_b", "tenant_c",
+                           "tenant_b_metrics", "tenant_c_metrics"}
     sql = model.provisioning_sql(found, postgres_admin.verifiers(wanted, {}))  # what provision() sends
     assert "CREATE DATABASE tenant_c OWNER tenant_c" in sql
 

@@ -14,7 +14,13 @@ stack writes anyway.
 
 Environment (Compose sets it: ops/deploy/compose.py metrics_service): TENANT; TENANT_QUEUES, the tenant's
 CELERY_QUEUES as a comma list, default queue first (absent or empty: the one queue naming.queue_name(tenant));
-TENANT_RESULTS_IN_REDIS=1 when the tenant declares the `results` Redis role; METRICS_PASSWORD_FILE.
+TENANT_RESULTS_IN_REDIS=1 when the tenant declares the `results` Redis role; METRICS_PASSWORD_FILE;
+TENANT_DATABASE (sqlite, the default, or postgres) and, on PostgreSQL, METRICS_POSTGRES_PASSWORD_FILE.
+
+A PostgreSQL tenant's database is read as its metrics role tenant_<t>_metrics (deployment/postgres.py: read-only
+transactions, CONNECT on the tenant's database only, SELECT on the result table only, granted by the glue's migration
+tenantstack/migrations/0001), over ops' PostgreSQL network with TLS verify-full, one connection per scrape. Its
+password is derived like the Redis one (ops writes it; no tenant secret here).
 
   tenantstack_queue_depth{queue}            LLEN of each of the tenant's queues (kombu's list <prefix><queue>)
   tenantstack_oldest_queued_task_age_seconds{queue}
@@ -35,7 +41,10 @@ TENANT_RESULTS_IN_REDIS=1 when the tenant declares the `results` Redis role; MET
   tenantstack_results_in_redis              1 when the tenant's results live in Redis (TENANT_RESULTS_IN_REDIS=1):
                                             then the three result-table metrics above are not exported at all
   tenantstack_beat_heartbeat_age_seconds    age of DATA_DIR/beat.heartbeat (touched by beat on every tick)
-  tenantstack_database_bytes                size of the SQLite database and its WAL
+  tenantstack_database_bytes                size of the SQLite database and its WAL (SQLite tenants)
+  tenantstack_database_size_bytes           pg_database_size of the tenant's database (PostgreSQL tenants)
+  tenantstack_database_connections          the tenant's role's sessions (pg_stat_activity; PostgreSQL tenants)
+  tenantstack_database_connection_limit     the tenant's role's CONNECTION LIMIT (rolconnlimit; PostgreSQL tenants)
   tenantstack_metrics_redis_up / _database_up  whether this exporter could read Redis (every key above; a refused
                                             queue reads NaN) / the database
 Every series carries {tenant}; the per-queue ones carry {tenant, queue} too.
@@ -48,8 +57,8 @@ the tenant's tasks. With it they are left out rather than exported
 as a misleading 0, so TenantTaskFailureRatioHigh cannot fire for that tenant: its failures are in its own
 results (or its worker logs).
 What it can miss: a task that fails and is retried between two scrapes counts once, in its last state; rows
-deleted before a scrape (flush-results' cutoff is days) and tasks that store no result are not counted; a
-PostgreSQL tenant's database is not read (its URL is a secret this exporter does not get); priority sub-queues
+deleted before a scrape (flush-results' cutoff is days) and tasks that store no result are not counted; priority
+sub-queues
 (kombu's <queue>\x06\x16<n>) are not counted.
 """
 import argparse
@@ -76,6 +85,18 @@ ROWS_EVERY = 60.0  # seconds between COUNT(*)s of the result table (a full scan 
 RUNTIME_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 STATES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 RESULT_TABLE = "django_celery_results_taskresult"
+FINISHED = "status IN ('SUCCESS', 'FAILURE', 'RETRY')"
+# The finished rows after the watermark, oldest first. On PostgreSQL the times come back as text in SQLite's
+# spelling (UTC, microseconds), so the watermark and its comparisons are the same on both.
+_UTC_TEXT = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+FINISHED_QUERY = {
+    "sqlite": (f"SELECT task_id, status, date_created, date_done FROM {RESULT_TABLE} "  # noqa: S608 - constants
+               f"WHERE date_done >= ? AND {FINISHED} ORDER BY date_done"),
+    "postgres": (f"SELECT task_id, status, {_UTC_TEXT.format('date_created')}, {_UTC_TEXT.format('date_done')} "
+                 f"FROM {RESULT_TABLE} WHERE date_done >= (%s::timestamp AT TIME ZONE 'UTC') AND {FINISHED} "  # noqa: S608
+                 "ORDER BY date_done"),
+}
+SQLITE, POSTGRES = "sqlite", "postgres"  # TENANT_DATABASE (deployment/tenant.py's spellings)
 DB_FILE = "db.sqlite3"
 RECONNECT_AFTER = 2.0  # seconds before the event listener reconnects after an error
 
@@ -106,6 +127,15 @@ class Source:
         self.queues = tuple(dict.fromkeys(queues)) or (naming.queue_name(self.tenant),)
         self.results_in_redis = os.environ.get("TENANT_RESULTS_IN_REDIS", "") == "1"
         self._password_file = Path(os.environ.get("METRICS_PASSWORD_FILE", ""))
+        self.database_kind = os.environ.get("TENANT_DATABASE") or SQLITE
+        if self.database_kind not in (SQLITE, POSTGRES):
+            sys.exit(f"config error: TENANT_DATABASE={self.database_kind!r} is not sqlite or postgres: run the "
+                     "metrics exporter through ./invoke up --monitoring")
+        self._postgres_password_file = Path(os.environ.get("METRICS_POSTGRES_PASSWORD_FILE", ""))
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.database_kind == POSTGRES
 
     def queue_key(self, queue: str) -> str:
         """kombu's list of one queue (prefix + queue name; priority 0): deployment/tenant.py Spec.queue_keys."""
@@ -135,6 +165,23 @@ class Source:
     def database(self) -> sqlite3.Connection:
         """A read-only connection (the volume is mounted read-only; WAL readers need its -shm to exist)."""
         return sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=2)
+
+    def postgres(self):
+        """A connection to the tenant's PostgreSQL database as its metrics role (TLS verify-full against the CA)."""
+        import psycopg
+
+        try:
+            password = self._postgres_password_file.read_text().strip()
+        except OSError as exc:
+            sys.exit(f"config error: METRICS_POSTGRES_PASSWORD_FILE={self._postgres_password_file} is unreadable "
+                     f"({exc.strerror}): run ./invoke up --monitoring on the host (it writes the file)")
+        env = os.environ.get
+        role = naming.database_metrics_role(self.tenant)
+        return psycopg.connect(host=env("DATABASE_HOST", naming.POSTGRES_SERVICE),
+                               port=int(env("DATABASE_PORT", str(naming.POSTGRES_PORT))),
+                               dbname=naming.database_name(self.tenant), user=role, password=password,
+                               sslmode="verify-full", sslrootcert=env("TLS_CA_FILE", "/run/secrets/tls/ca.crt"),
+                               connect_timeout=5, application_name=role, autocommit=True)
 
 
 # ---- workers alive, from their heartbeats ------------------------------------------------------------------
@@ -197,11 +244,10 @@ class Results:
         self.rows = math.nan
         self.rows_at = 0.0
 
-    def advance(self, conn: sqlite3.Connection, now: float) -> None:
-        query = (f"SELECT task_id, status, date_created, date_done FROM {RESULT_TABLE} "  # noqa: S608 - constants
-                 "WHERE date_done >= ? AND status IN ('SUCCESS', 'FAILURE', 'RETRY') ORDER BY date_done")
+    def advance(self, conn, now: float, kind: str = SQLITE) -> None:
+        """conn: the SQLite connection, or a psycopg one (kind postgres); both have execute() returning rows."""
         seen = False
-        for task_id, status, created, done in conn.execute(query, (self.watermark,)):
+        for task_id, status, created, done in conn.execute(FINISHED_QUERY[kind], (self.watermark,)).fetchall():
             key = (task_id, status, done)
             if done == self.watermark and key in self.at_watermark:
                 continue
@@ -271,7 +317,22 @@ class Exporter:
         unacked = math.nan if len(replies) - 1 in refused else replies[-1]
         return {"queue_depth": depths, "oldest_queued_task_age_seconds": ages}, unacked, not refused
 
+    def _postgres_values(self, now: float) -> dict[str, float]:
+        """Size, the tenant role's sessions and limit, and the result table, in one connection closed after it."""
+        role = naming.database_role(self.source.tenant)
+        with self.source.postgres() as conn:
+            size, connections, limit = conn.execute(
+                "SELECT pg_catalog.pg_database_size(pg_catalog.current_database()), "
+                "(SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = %s), "
+                "(SELECT rolconnlimit FROM pg_catalog.pg_roles WHERE rolname = %s)", (role, role)).fetchone()
+            if not self.source.results_in_redis:
+                self.results.advance(conn, now, POSTGRES)
+        return {"database_size_bytes": size, "database_connections": connections,
+                "database_connection_limit": math.nan if limit is None else limit}
+
     def _database_values(self, now: float) -> dict[str, float]:
+        if self.source.on_postgres:
+            return self._postgres_values(now)
         path = self.source.db_path
         size = sum(p.stat().st_size for p in (path, path.with_name(DB_FILE + "-wal")) if p.exists())
         conn = self.source.database()
@@ -324,12 +385,14 @@ class Exporter:
                 self._client, per_queue, unacked, redis_up = None, {}, None, 0
             try:
                 db_values, db_up = self._database_values(now), 1
-            except (OSError, sqlite3.Error) as exc:
-                print(f"metrics: database {self.source.db_path}: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - a database down or refusing is a metric, not a crash
+                where = naming.database_name(self.source.tenant) if self.source.on_postgres else self.source.db_path
+                print(f"metrics: database {where}: {type(exc).__name__}: {str(exc).strip()}", file=sys.stderr)
                 db_values, db_up = {}, 0
             gauge("metrics_redis_up", redis_up, "1 when this exporter could read every one of the tenant's keys "
                   "in Redis.")
-            gauge("metrics_database_up", db_up, "1 when this exporter could read the tenant's SQLite database.")
+            gauge("metrics_database_up", db_up, "1 when this exporter could read the tenant's database "
+                  f"({self.source.database_kind}).")
             helps = {"queue_depth": "Messages waiting in each of the tenant's queues (LLEN).",
                      "oldest_queued_task_age_seconds": "How long the oldest message of each queue has waited."}
             for name, values in per_queue.items():
@@ -346,8 +409,12 @@ class Exporter:
             gauge("beat_heartbeat_age_seconds", beat_age, "Seconds since the tenant's beat last ticked.")
             gauge("results_in_redis", int(self.source.results_in_redis), "1 when the tenant's task results live in "
                   "Redis: the result-table metrics are not exported.")
-            if db_up:
-                gauge("database_bytes", db_values["database_bytes"], "Size of the tenant's SQLite database and WAL.")
+            helps = {"database_bytes": "Size of the tenant's SQLite database and WAL.",
+                     "database_size_bytes": "Size of the tenant's PostgreSQL database (pg_database_size).",
+                     "database_connections": "Sessions of the tenant's PostgreSQL role (pg_stat_activity).",
+                     "database_connection_limit": "CONNECTION LIMIT of the tenant's PostgreSQL role."}
+            for name, value in db_values.items():
+                gauge(name, value, helps[name])
             if not self.source.results_in_redis:
                 lines += self._result_lines(label, db_up)
         return "\n".join(lines) + "\n"
@@ -386,13 +453,17 @@ def check() -> int:
     return 1
 
 
-def summary(data_dir: Path) -> dict:
-    """The tenant's database as `./invoke status` shows it: last task, failures in the last hour, rows, size."""
+def summary(data_dir: Path, beat_only: bool = False) -> dict:
+    """The tenant's database as `./invoke status` shows it: last task, failures in the last hour, rows, size.
+
+    beat_only: just the beat's heartbeat (a PostgreSQL tenant: status reads its database on the server itself)."""
     path = data_dir / DB_FILE
     out = {"database": str(path), "readable": False}
     try:
         beat = data_dir / HEARTBEAT_FILE
         out["beat_heartbeat_age_seconds"] = round(time.time() - beat.stat().st_mtime, 1) if beat.exists() else None
+        if beat_only:
+            return {"beat_heartbeat_age_seconds": out["beat_heartbeat_age_seconds"]}
         out["database_bytes"] = sum(p.stat().st_size for p in (path, path.with_name(DB_FILE + "-wal")) if p.exists())
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
         try:
@@ -420,11 +491,13 @@ def main(argv=None) -> int:
     mode.add_argument("--check", action="store_true", help="healthcheck: exit 0 when /metrics answers")
     mode.add_argument("--summary", metavar="DATA_DIR", nargs="?", const="/data",
                       help="print the tenant database's summary as JSON and exit")
+    parser.add_argument("--beat-only", action="store_true",
+                        help="with --summary: only the beat's heartbeat age (the database is on PostgreSQL)")
     args = parser.parse_args(argv)
     if args.check:
         return check()
     if args.summary:
-        print(json.dumps(summary(Path(args.summary))))
+        print(json.dumps(summary(Path(args.summary), beat_only=args.beat_only)))
         return 0
     serve(Exporter(Source()))
     return 0

@@ -52,6 +52,12 @@ MONITORING_FILE = COMPOSE_DIR / "monitoring.yaml"
 METRICS_LIMITS = {"mem_limit": "128m", "memswap_limit": "128m", "cpus": 0.25, "pids_limit": 32}
 METRICS_SECRETS_DIR = "/run/secrets/metrics"  # where its password file is mounted (app/tenantstack/metrics.py reads it)
 METRICS_PASSWORD_FILE = "redis_password"  # written by ops/secrets/acl.py under secrets/monitoring/<metrics user>/
+# Beside it, a PostgreSQL tenant's metrics role's password (ops/monitor/profile.py writes it, derived the same way).
+METRICS_POSTGRES_PASSWORD_FILE = "postgres_password"
+# prometheus-postgres-exporter's password file (ops/monitor/profile.py writes it), in a folder of its own under
+# secrets/ (secrets/monitoring/ is ops/secrets/acl.py's, which removes every folder it did not write there).
+POSTGRES_EXPORTER_SECRETS = INSTANCE.secrets / naming.POSTGRES_EXPORTER_SERVICE
+POSTGRES_EXPORTER_PASSWORD_FILE = "password"
 
 
 def image(component: str) -> str:
@@ -163,7 +169,9 @@ def tenant_services(t: tenants.Declared) -> dict:
 def metrics_service(t: tenants.Declared) -> dict:
     """The tenant's metrics exporter: monitoring profile and network, its volume read-only, no tenant secret.
 
-    It runs the base image (the glue's exporter, no project code); TENANT_QUEUES names the queues it reads."""
+    It runs the base image (the glue's exporter, no project code); TENANT_QUEUES names the queues it reads. A
+    PostgreSQL tenant's also joins ops' PostgreSQL network (never the tenant's): it reads the tenant's database as
+    its own read-only role, which pg_hba.conf lets into that database only."""
     name = t.name
     tls = INSTANCE.tls
     user = naming.metrics_user(name)
@@ -173,13 +181,16 @@ def metrics_service(t: tenants.Declared) -> dict:
         "environment": {"TENANT": name, "METRICS_PASSWORD_FILE": f"{METRICS_SECRETS_DIR}/{METRICS_PASSWORD_FILE}",
                         "TENANT_QUEUES": ",".join(t.spec.queues),
                         # Results in Redis (the `results` role): no result table to count (app/tenantstack/metrics.py).
-                        "TENANT_RESULTS_IN_REDIS": str(int(t.spec.has("results")))},
+                        "TENANT_RESULTS_IN_REDIS": str(int(t.spec.has("results"))),
+                        "TENANT_DATABASE": t.spec.database,
+                        **({"METRICS_POSTGRES_PASSWORD_FILE": f"{METRICS_SECRETS_DIR}/{METRICS_POSTGRES_PASSWORD_FILE}"}
+                           if t.spec.on_postgres else {})},
         "volumes": [f"{naming.data_volume(name)}:/data:ro",
                     f"{tls / 'ca.crt'}:/run/secrets/tls/ca.crt:ro",
                     f"{tls / (user + '.crt')}:/run/secrets/tls/client.crt:ro",
                     f"{tls / (user + '.key')}:/run/secrets/tls/client.key:ro",
                     f"{INSTANCE.monitoring_secrets / user}:{METRICS_SECRETS_DIR}:ro"],
-        "networks": [naming.MONITORING_NETWORK],
+        "networks": [naming.MONITORING_NETWORK, *([POSTGRES_OPS_NETWORK] if t.spec.on_postgres else [])],
         "depends_on": {naming.REDIS_SERVICE: {"condition": "service_healthy"}},
         **METRICS_LIMITS,
     }
@@ -215,6 +226,8 @@ def generate(names=None) -> dict:
     services[naming.REDIS_SERVICE] = {"networks": networks(names)}
     services[naming.TOOLS_SERVICE] = {"networks": [naming.TOOLS_NETWORK]}
     services.update({s: {"networks": [naming.MONITORING_NETWORK]} for s in naming.MONITORING_SERVICES})
+    # prometheus-postgres-exporter: scraped on the monitoring network, reaches the server on ops' own
+    services[naming.POSTGRES_EXPORTER_SERVICE] = {"networks": [naming.MONITORING_NETWORK, POSTGRES_OPS_NETWORK]}
     services[naming.POSTGRES_SERVICE] = {"networks": postgres_networks(on_postgres)}
     doc = {"services": services, "volumes": volumes,
            "networks": {n: {} for n in [*networks(names), POSTGRES_OPS_NETWORK]}}
@@ -250,7 +263,12 @@ def monitoring_variables() -> dict[str, str]:
     row = envs.MONITORING["PROMETHEUS_RETENTION_DAYS"]
     path = INSTANCE.monitoring_env
     days = envs.value_of(row, read_env(path)) if path.exists() else row.default
-    return {"TS_EXPORTER_USER": acl.EXPORTER_USER, "TS_PROMETHEUS_RETENTION": f"{days}d"}
+    return {"TS_EXPORTER_USER": acl.EXPORTER_USER, "TS_PROMETHEUS_RETENTION": f"{days}d",
+            # prometheus-postgres-exporter: its role, the server's port and database, where its password file is
+            "TS_POSTGRES_EXPORTER_CONTAINER_PORT": str(naming.POSTGRES_EXPORTER_CONTAINER_PORT),
+            "TS_POSTGRES_MONITOR_ROLE": naming.POSTGRES_MONITOR_ROLE, "TS_POSTGRES_PORT": str(naming.POSTGRES_PORT),
+            "TS_POSTGRES_MAINTENANCE_DB": naming.POSTGRES_MAINTENANCE_DB,
+            "TS_POSTGRES_EXPORTER_SECRETS": str(POSTGRES_EXPORTER_SECRETS)}
 
 
 _OWNED: set[str] = set()  # projects already checked in this process

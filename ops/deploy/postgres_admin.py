@@ -136,8 +136,11 @@ def verifiers(passwords: dict[str, str], stored: dict[str, str]) -> dict[str, st
 
 
 def passwords(found: list[model.TenantDatabase]) -> dict[str, str]:
-    """role -> password of every role the SQL states: ops', the exporter's, each PostgreSQL tenant's."""
-    return {**model.operator_passwords(redis_settings()), **{d.role: d.password for d in found}}
+    """role -> password of every role the SQL states: ops', the exporter's, each PostgreSQL tenant's and its metrics
+    exporter's (derived, like every monitoring password)."""
+    redis_env = redis_settings()
+    return {**model.operator_passwords(redis_env), **model.metrics_passwords(redis_env, found),
+            **{d.role: d.password for d in found}}
 
 
 def provision(prepared: Prepared, log=print) -> None:

@@ -5,13 +5,16 @@ monitoring/alertmanager/alertmanager.yml are committed templates; each `__NAME__
 envs/monitoring.env (deployment/envs.py MONITORING_SETTINGS: the one place for thresholds and durations)
 or a fact of the model (service names, container ports). They are rendered into the instance's
 generated/monitoring/ (git-ignored, no secrets, mounted read-only), together with tenants.json, the
-scrape targets of the tenants' metrics exporters. `./invoke status` reads the same thresholds.
+scrape targets of the tenants' metrics exporters, and postgres.json, prometheus-postgres-exporter's target while
+a tenant is on PostgreSQL (an empty list otherwise: no target, so no MonitoringTargetDown for a server that is
+not meant to run). `./invoke status` reads the same thresholds.
 """
 import json
 import re
 from pathlib import Path
 
 from deployment import envs, naming
+from ops.config import tenants
 from ops.config.envfile import read_env, rel, require
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
@@ -49,6 +52,7 @@ def values(thresholds: dict[str, int]) -> dict[str, str]:
         "SCRAPE_TIMEOUT_SECONDS": str(min(MAX_SCRAPE_TIMEOUT, thresholds["PROMETHEUS_SCRAPE_SECONDS"])),
         "ALERT_BACKUP_MAX_AGE_SECONDS": str(thresholds["ALERT_BACKUP_MAX_AGE_HOURS"] * 3600),
         "ALERT_CERT_SECONDS": str(thresholds["ALERT_CERT_DAYS"] * 86400),
+        "ALERT_DATABASE_SIZE_BYTES": str(thresholds["ALERT_DATABASE_SIZE_MB"] * 2**20),
         "INSTANCE": INSTANCE.name,
         "PROMETHEUS_CONTAINER_PORT": str(naming.PROMETHEUS_CONTAINER_PORT),
         "ALERTMANAGER_TARGET": _target(naming.ALERTMANAGER_SERVICE, naming.ALERTMANAGER_CONTAINER_PORT),
@@ -73,6 +77,19 @@ def tenant_targets(tenant_names) -> list[dict]:
              "labels": {"tenant": t}} for t in sorted(tenant_names)]
 
 
+def postgres_targets(on_postgres: bool) -> list[dict]:
+    """file_sd targets: prometheus-postgres-exporter while PostgreSQL is in use, else none."""
+    if not on_postgres:
+        return []
+    return [{"targets": [_target(naming.POSTGRES_EXPORTER_SERVICE, naming.POSTGRES_EXPORTER_CONTAINER_PORT)],
+             "labels": {}}]
+
+
+def uses_postgres(tenant_names) -> bool:
+    """Whether any of these tenants (with an env file) is on PostgreSQL: then the server and its exporter run."""
+    return any(tenants.declared(n).spec.on_postgres for n in tenant_names if tenants.env_path(n).exists())
+
+
 def _write(path: Path, text: str) -> bool:
     """Write a world-readable config file (no secrets; the monitoring UID reads it); True if it changed."""
     if path.exists() and path.read_text() == text:
@@ -87,18 +104,19 @@ def _write(path: Path, text: str) -> bool:
     return True
 
 
-def files(tenant_names, thresholds: dict[str, int]) -> dict[Path, str]:
+def files(tenant_names, thresholds: dict[str, int], on_postgres: bool = False) -> dict[Path, str]:
     """Every rendered file -> its text."""
     table = values(thresholds)
     return {
         PROMETHEUS_DIR / "prometheus.yml": render(PROMETHEUS_TEMPLATE, table),
         PROMETHEUS_DIR / "rules" / "alerts.yml": render(RULES_TEMPLATE, table),
         PROMETHEUS_DIR / "tenants.json": json.dumps(tenant_targets(tenant_names), indent=2) + "\n",
+        PROMETHEUS_DIR / "postgres.json": json.dumps(postgres_targets(on_postgres), indent=2) + "\n",
         ALERTMANAGER_DIR / "alertmanager.yml": render(ALERTMANAGER_TEMPLATE, table),
     }
 
 
-def write_all(tenant_names) -> list[Path]:
+def write_all(tenant_names, on_postgres: bool = False) -> list[Path]:
     """Render everything into the instance's generated/monitoring/; returns the files that changed."""
-    return [path for path, text in files(tenant_names, settings()).items() if _write(path, text)]
+    return [path for path, text in files(tenant_names, settings(), on_postgres).items() if _write(path, text)]
 

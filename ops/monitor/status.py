@@ -10,6 +10,12 @@ verified backup and the certificates on the host (ops/monitor/textfile.py). Ever
 compared with the same threshold (envs/monitoring.env), per queue where the rule is per queue, and marked red (`!`
 without a terminal) when the alert would fire; `show` returns 1 then.
 
+PostgreSQL (issue 21), when a tenant is on it: the server's health (its container's healthcheck) and its client
+connections of max_connections, and per PostgreSQL tenant its database's size, its role's sessions of its
+CONNECTION LIMIT and the result table (last task, failures in the last hour), read as the bootstrap superuser over
+the server's own socket (`docker exec -i ... psql`, ops/deploy/postgres_admin.py's PSQL; no password anywhere), one
+psql per tenant database and one for the server. The beat's heartbeat still comes from the tenant's volume.
+
 A tenant's row shows its queues together (the sum of their depths, the oldest of their oldest messages); a tenant
 with several queues gets one line per queue below it, and one with several pools one line per pool, so a tenant
 with one queue and one pool looks as it always did.
@@ -27,9 +33,10 @@ from deployment.instance import UIDS
 from deployment.messages import ALIVE_EVENTS, event_of, published_at
 from ops.config import tenants
 from ops.config.paths import INSTANCE
+from ops.core.errors import OpsError
 from ops.core.run import probe, wait_until
 from ops.data import backup_format as fmt
-from ops.deploy import compose, containers, redis_admin
+from ops.deploy import compose, containers, health, postgres_admin, redis_admin
 from ops.monitor import config, textfile
 
 LISTEN = 4.5  # seconds of worker events: two of Celery's heartbeat intervals (2 s), so a late one still counts
@@ -94,9 +101,10 @@ def listen_for_workers(client: redis.Redis, names: list[str]) -> dict[str, set[s
     return seen
 
 
-def database_summary(name: str) -> dict:
-    """The tenant's database (python -m tenantstack.metrics --summary): in its web if running, else on its volume."""
-    argv = ["python", "-m", "tenantstack.metrics", "--summary", "/data"]
+def database_summary(name: str, beat_only: bool = False) -> dict:
+    """The tenant's database (python -m tenantstack.metrics --summary): in its web if running, else on its volume.
+    beat_only: only the beat's heartbeat (a PostgreSQL tenant's database is read on the server: postgres_summary)."""
+    argv = ["python", "-m", "tenantstack.metrics", "--summary", "/data", *(["--beat-only"] if beat_only else [])]
     web = naming.service_name(name, "web")
     if containers.is_running(web):
         done = probe(["docker", "exec", containers.name(web), *argv], timeout=60, what=f"summary in {web}")
@@ -111,6 +119,67 @@ def database_summary(name: str) -> dict:
         return json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"readable": False, "error": "the summary printed nothing readable"}
+
+
+# ---- PostgreSQL, as the bootstrap superuser over the server's socket -------------------------------------------
+RESULTS = "django_celery_results_taskresult"
+_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"  # the SQLite summary's spelling of a time
+SERVER_SQL = ("SELECT json_build_object('version', current_setting('server_version'), "
+              "'connections', (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+              "'max_connections', current_setting('max_connections')::int, "
+              "'reserved', current_setting('superuser_reserved_connections')::int);\n")
+# Per tenant database: size and its role's sessions and limit; then its result table, when migrations made it.
+TENANT_SQL = """SELECT json_build_object('database_size_bytes', pg_database_size(current_database()),
+  'connections', (SELECT count(*) FROM pg_stat_activity WHERE usename = :'role'),
+  'connection_limit', (SELECT rolconnlimit FROM pg_roles WHERE rolname = :'role'));
+SELECT to_regclass('{table}') IS NOT NULL AS has_results \\gset
+\\if :has_results
+SELECT json_build_object('result_rows', (SELECT count(*) FROM {table}),
+  'failures_last_hour', (SELECT count(*) FROM {table} WHERE status = 'FAILURE' AND date_done >= now() - interval '1h'),
+  'finished_last_hour', (SELECT count(*) FROM {table} WHERE status IN ('SUCCESS', 'FAILURE')
+                         AND date_done >= now() - interval '1h'),
+  'last_task', (SELECT json_build_object('name', task_name, 'status', status, 'date_done', {done}) FROM {table}
+                WHERE status IN ('SUCCESS', 'FAILURE', 'RETRY', 'REVOKED') ORDER BY date_done DESC LIMIT 1));
+\\endif
+""".format(table=RESULTS, done=_UTC.format("date_done"))
+
+
+def _psql_json(sql: str, db: str, *variables: str) -> list[dict]:
+    """Each line psql printed as a JSON object; raises OpsError with psql's error line when it failed."""
+    argv = ["docker", "exec", "-i", containers.name(naming.POSTGRES_SERVICE), *postgres_admin.PSQL[:-2], "-d", db,
+            "-At", *[f"--variable={v}" for v in variables]]
+    done = probe(argv, input=sql, timeout=30, what=f"psql on {db}")
+    error = next((ln for ln in (done.stderr or "").splitlines() if "ERROR" in ln or "FATAL" in ln), None)
+    if done.returncode != 0 or error:
+        raise OpsError(error or (done.stderr or "").strip()[:300] or f"psql on {db} exited {done.returncode}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def postgres_summary(name: str) -> dict:
+    """A PostgreSQL tenant's database as status shows it (the SQLite summary's keys, plus size and connections)."""
+    role = naming.database_role(name)
+    try:
+        found = _psql_json(TENANT_SQL, naming.database_name(name), f"role={role}")
+    except OpsError as exc:
+        return {"readable": False, "error": str(exc)}
+    out = {"readable": True, "result_rows": None, "last_task": None}
+    for part in found:
+        out.update(part)
+    return out
+
+
+def _postgres_part(names: list[str], doc: dict) -> list[str]:
+    """The server's health and connections into doc["postgres"]; returns the alerts it would fire."""
+    state = health.states([naming.POSTGRES_SERVICE])[naming.POSTGRES_SERVICE]
+    doc["postgres"] = {"state": state, "tenants": names}
+    if state != "healthy":
+        return ["PostgresDown"]
+    try:
+        doc["postgres"].update(_psql_json(SERVER_SQL, naming.POSTGRES_MAINTENANCE_DB)[0])
+    except (OpsError, IndexError) as exc:
+        doc["postgres"]["error"] = str(exc)
+        return ["PostgresDown"]
+    return []
 
 
 def _redis_part(client: redis.Redis, specs: dict[str, tenant_model.Spec], limits: dict[str, int], now: float,
@@ -194,11 +263,19 @@ def collect() -> dict:
     declared = {name: declarations(name) for name in tenants.known_names()}
     specs = {name: spec for name, (spec, _) in declared.items()}
     alerts = _redis_part(redis_admin.operator(timeout=5), specs, limits, now, doc)
+    on_postgres = [name for name, spec in specs.items() if spec.on_postgres]
+    if on_postgres:
+        alerts += _postgres_part(on_postgres, doc)
+    server_up = bool(on_postgres) and "error" not in doc["postgres"] and doc["postgres"]["state"] == "healthy"
     for name, (spec, problem) in declared.items():
         row = doc["tenants"].setdefault(name, {})
         if problem:
             row["error"] = problem
-        row["database"] = database_summary(name)
+        row["database_kind"] = spec.database
+        row["database"] = database_summary(name, beat_only=spec.on_postgres)
+        if spec.on_postgres:
+            row["database"].update(postgres_summary(name) if server_up else
+                                   {"readable": False, "error": "PostgreSQL is not running"})
         row["results_in_redis"] = spec.has("results")  # no result rows: the failure ratio cannot be read
         row["running"] = containers.is_running(naming.service_name(name, "worker"))  # the default pool's
         row["pools"] = {p.name: {"service": p.service(name), "queues": list(p.queues), "concurrency": p.concurrency,
@@ -235,6 +312,11 @@ def _tenant_alerts(row: dict, limits: dict[str, int]) -> list[str]:
     finished, failed = db.get("finished_last_hour") or 0, db.get("failures_last_hour") or 0
     if finished >= limits["ALERT_FAILURE_MIN_TASKS"] and 100 * failed / finished > limits["ALERT_FAILURE_PERCENT"]:
         out.append("TenantTaskFailureRatioHigh")
+    limit, used = db.get("connection_limit") or 0, db.get("connections") or 0
+    if limit > 0 and 100 * used / limit > limits["ALERT_DATABASE_CONNECTIONS_PERCENT"]:
+        out.append("TenantDatabaseConnectionsHigh")
+    if (db.get("database_size_bytes") or 0) > limits["ALERT_DATABASE_SIZE_MB"] * 2**20:
+        out.append("TenantDatabaseTooLarge")
     return out
 
 
@@ -273,12 +355,33 @@ def _tenant_lines(name: str, row: dict, color: bool) -> list[str]:
             lines.append(f"{'  ' + queue:<16}" + _mark(f"{q['depth']:>7}", "TenantQueueBacklog" in alerts, color)
                          + " " * 9 + _mark(f"{_age(q['oldest_queued_age_seconds']):>8}",
                                            "TenantOldestTaskTooOld" in alerts, color))
+    if row.get("database_kind") == "postgres":  # its database's line: where it is, how big, how many connections
+        lines.append(_postgres_line(db, bad, color))
     pools = row.get("pools", {})
     if len(pools) > 1:
         for pool, p in pools.items():
             state = "running" if p["running"] else "stopped"
             lines.append(f"  pool {pool}: {p['service']} {state}, {p['concurrency']} on {'+'.join(p['queues'])}")
     return lines
+
+
+def _postgres_line(db: dict, bad: set, color: bool) -> str:
+    """A PostgreSQL tenant's second line: its database's size and its role's connections of its limit."""
+    if not db.get("readable"):
+        return _mark(f"  database postgres: unreadable ({db.get('error', '')})", True, color)
+    limit = db.get("connection_limit")
+    size = _mark(f"  database postgres: {(db.get('database_size_bytes') or 0) / 2**20:.1f} MiB",
+                 "TenantDatabaseTooLarge" in bad, color)
+    connections = _mark(f"connections {db.get('connections', '-')}/{'unlimited' if (limit or 0) < 0 else limit}",
+                        "TenantDatabaseConnectionsHigh" in bad, color)
+    return f"{size}, {connections}" + ("" if db.get("result_rows") is not None else " (no result table yet)")
+
+
+def _postgres_server_line(pg: dict, color: bool) -> str:
+    if pg["state"] != "healthy" or "error" in pg:
+        return _mark(f"PostgreSQL: {pg['state'].upper()} ({pg.get('error', 'see ./invoke ps')})", True, color)
+    return (f"PostgreSQL: {pg['version']}, healthy, connections {pg['connections']} of {pg['max_connections']} "
+            f"({pg['reserved']} reserved for the superuser), tenants {', '.join(pg['tenants'])}")
 
 
 def render(doc: dict, color: bool) -> str:
@@ -296,6 +399,8 @@ def render(doc: dict, color: bool) -> str:
             _mark(f"clients {r['clients']}", "RedisTooManyClients" in alerts, color),
             _mark(f"persistence {'ok' if r['persisting'] else 'FAILING'}", not r["persisting"], color),
             f"last save {_age(r['last_save_age_seconds'])} ago"]))
+    if doc.get("postgres"):
+        lines.append(_postgres_server_line(doc["postgres"], color))
     lines.append(f"{'tenant':<16}{'queue':>7}{'unacked':>9}{'oldest':>8}{'workers':>9}  {'failed/1h':>10}  last task")
     for name, row in doc["tenants"].items():
         lines += _tenant_lines(name, row, color)

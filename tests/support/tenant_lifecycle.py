@@ -27,4 +27,5 @@ def remove(name: str) -> None:
         from tests.support import postgres
 
         db, role = naming.database_name(name), naming.database_role(name)
-        postgres.superuser(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\nDROP ROLE IF EXISTS {role};\n")
+        postgres.superuser(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\nDROP ROLE IF EXISTS {role};\n"
+                           f"DROP ROLE IF EXISTS {naming.database_metrics_role(name)};\n")
