@@ -162,3 +162,85 @@ def test_the_old_manifest_still_dates_the_last_verified_backup(monkeypatch, tmp_
     doc = {"instance": "x", "time": "t", "alerts": [], "redis": {"up": False}, "tenants": {}, "certificates": {},
            "backup": {"name": name, "age_seconds": 60, "server": server}}
     assert "last verified backup: 20261121T171241Z, 1m0s ago, written by redis 7.0.15" in status.render(doc, False)
+
+
+# ---- format 2: PostgreSQL tenants' dumps ------------------------------------------------------------------------
+PG_ENTRY = {"file": "tenants/pgb/db.pgdump", "dumped_at": "2026-12-07T16:57:32+00:00",
+            "server_version": "17.12 (Debian 17.12-0+deb13u1)", "tables": {"public.notes": 50, 'public."user"': 0}}
+
+
+def _pg_folder(tmp_path, entry=PG_ENTRY, dump: str | None = "tenants/pgb/db.pgdump"):
+    path = tmp_path / "20261207T165732Z"
+    (path / "redis" / fmt.AOF_DIR).mkdir(parents=True)
+    (path / fmt.RDB).write_bytes(b"REDIS0011")
+    (path / fmt.AOF_MANIFEST).write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    if dump:
+        (path / dump).parent.mkdir(parents=True)
+        (path / dump).write_bytes(b"PGDMP")
+    meta = {**fmt.server_meta(VALKEY_INFO), "keyspace": {}, "redis_snapshot_at": "2026-12-07T16:57:31.950+00:00",
+            "postgres": {} if entry is None else {"pgb": entry}}
+    fmt.write_manifest(path, meta, ["a", "pgb"])
+    return path
+
+
+def test_a_new_manifest_is_format_2_with_the_snapshot_time_and_each_dump(tmp_path):
+    manifest = fmt.read_manifest(_pg_folder(tmp_path))
+    assert manifest["format"] == fmt.FORMAT == 2 and manifest["redis_snapshot_at"].startswith("2026-12-07T16:57:31")
+    assert fmt.postgres_of(manifest) == {"pgb": PG_ENTRY}
+    assert manifest["files"]["tenants/pgb/db.pgdump"]["size"] == len(b"PGDMP")
+
+
+def test_a_format_1_manifest_is_still_read_and_has_no_postgres_tenant(tmp_path):
+    path = _folder(tmp_path, {"redis_version": "7.0.15", "keyspace": {}})
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    assert fmt.postgres_of(fmt.read_manifest(path)) == {}
+
+
+@pytest.mark.parametrize(("entry", "dump", "said"), [
+    ({**PG_ENTRY, "file": "tenants/pgc/db.pgdump"}, "tenants/pgb/db.pgdump", "does not name tenants/pgb/db.pgdump"),
+    (PG_ENTRY, None, "dump tenants/pgb/db.pgdump is not among its files"),
+    ({**PG_ENTRY, "tables": {"public.notes": -1}}, "tenants/pgb/db.pgdump", "the rows of each table"),
+    ({k: v for k, v in PG_ENTRY.items() if k != "dumped_at"}, "tenants/pgb/db.pgdump", "when the dump was made"),
+    (None, "tenants/pgb/db.pgdump", "PostgreSQL dumps (tenants/pgb/db.pgdump) that its postgres section does not"),
+])
+def test_a_postgres_section_that_does_not_describe_the_dumps_is_refused_in_one_line(tmp_path, entry, dump, said):
+    path = _pg_folder(tmp_path, entry, dump)
+    with pytest.raises(OpsError) as exc:
+        fmt.read_manifest(path)
+    assert str(exc.value).startswith(f"backup {path.name} is incomplete: manifest.json: ") and said in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_format_this_release_does_not_know_is_refused(tmp_path):
+    path = _pg_folder(tmp_path)
+    (path / "manifest.json").write_text(json.dumps({**json.loads((path / "manifest.json").read_text()), "format": 3}))
+    with pytest.raises(OpsError, match=r"is in format 3, newer than this release reads \(2\): restore it with"):
+        fmt.read_manifest(path)
+
+
+def test_the_dump_check_output_gives_the_time_the_version_and_each_tables_rows():
+    from ops.data import postgres_data as pg
+
+    out = (f"{pg.CREATED} 2026-12-07 16:57:32 UTC\n{pg.VERSION} 17.12 (Debian 17.12-0+deb13u1)\n"
+           f'{pg.ROWS}\t50\tpublic.notes\n{pg.ROWS}\t0\tpublic."user"\n')
+    assert pg.parse_check(out) == {k: v for k, v in PG_ENTRY.items() if k != "file"}
+    assert pg.counts_problem(PG_ENTRY["tables"], dict(PG_ENTRY["tables"])) is None
+    assert pg.counts_problem(PG_ENTRY["tables"], {"public.notes": 49, 'public."user"': 0}) == \
+        "table public.notes has 49 rows, the backup 50"
+    assert pg.counts_problem(PG_ENTRY["tables"], {"public.notes": 50}) == 'table public."user" is missing (0 rows in ' \
+        'the backup)'
+
+
+def test_postgres_jobs_carry_no_password_and_talk_to_the_server_only_when_they_must(tmp_path):
+    from ops.data import postgres_data as pg
+
+    argv = pg.job_argv("j", "pg_dump", ["--dbname=host=postgres"], uid=pg.IMAGE_UID, network=pg.NETWORK,
+                       mounts={"/x/pgpass": f"{pg.PASSFILE}:ro"}, passfile=True)
+    pairs = set(zip(argv, argv[1:], strict=False))
+    assert {("--network", INSTANCE.network(pg.NETWORK)), ("--cap-drop", "ALL"), ("--user", "10004:10004"),
+            ("-e", f"PGPASSFILE={pg.PASSFILE}"), ("--security-opt", "no-new-privileges:true")} <= pairs
+    assert "--read-only" in argv and argv[argv.index("--entrypoint") + 2] == INSTANCE.image("postgres")
+    check = pg.job_argv("j", "sh", [], uid=0, network=None, mounts={})
+    assert ("--network", "none") in set(zip(check, check[1:], strict=False)) and "PGPASSFILE" not in " ".join(check)
+    assert "sslmode=verify-full" in pg._conninfo("pgb") and "password" not in pg._conninfo("pgb")

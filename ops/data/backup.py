@@ -2,15 +2,19 @@
 
 What a backup folder holds, and how it is verified, is the backup format's (ops/data/backup_format.py).
 This module takes one: Redis' files copied at one instant (client writes paused for the copy) and each
-running tenant's database (SQLite online backup through its own container), written under
-backups/.<stamp>.partial with umask 077 and renamed only after it verified.
+running tenant's database (SQLite online backup through its own container; a PostgreSQL tenant's pg_dump
+from the server's image, started right after Redis' snapshot began, so both are of about the same moment:
+ops/data/postgres_data.py), written under backups/.<stamp>.partial with umask 077 and renamed only after it
+verified.
 
 Interruptions (ops/data/journal.py): the paused AOF rewrites, the write pause and the .partial folder
 are journaled before they happen, so a killed backup is undone by the next task or `./invoke recover`,
 and leftover .partial folders are removed by the next backup. Free space is checked first; a full
-disk, any OSError and Redis going away mid-backup end in one line, with nothing half-written kept.
+disk, any OSError and Redis going away mid-backup end in one line, with nothing half-written kept; so does a
+running tenant on PostgreSQL while the PostgreSQL server is down, before anything is written.
 """
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -28,6 +32,7 @@ from ops.core.run import wait_until
 from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import journal as jn
+from ops.data import postgres_data as pg
 from ops.data import space
 from ops.data.journal import fault_point
 from ops.deploy import containers, redis_admin
@@ -51,8 +56,10 @@ def _quietly(action) -> None:
         action()
 
 
-def snapshot_redis(dest: Path, journal: jn.Journal, log=print) -> dict:
-    """Copy a consistent RDB + AOF directory of the running Redis into dest/redis; returns metadata."""
+def snapshot_redis(dest: Path, journal: jn.Journal, log=print, on_snapshot=None) -> dict:
+    """Copy a consistent RDB + AOF directory of the running Redis into dest/redis; returns metadata.
+
+    on_snapshot() is called right after BGSAVE began (the instant the RDB holds): the PostgreSQL dumps start there."""
     client = redis_admin.operator(timeout=60)
     redis_admin.ping_or_explain(client)
     (dest / "redis").mkdir(parents=True)
@@ -70,6 +77,9 @@ def snapshot_redis(dest: Path, journal: jn.Journal, log=print) -> dict:
         try:
             keys = fmt.keyspace(client)
             started = bg.start(client, log=lambda m: log(f"backup: {m}"))
+            snapshot_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+            if on_snapshot is not None:
+                on_snapshot()
             fault_point("bgsave")
             size = containers.copy_out("redis", "/data", [fmt.AOF_DIR], dest / "redis")
             log(f"backup: copied {fmt.AOF_DIR}/ ({size / 2**20:.1f} MiB)")
@@ -95,7 +105,7 @@ def snapshot_redis(dest: Path, journal: jn.Journal, log=print) -> dict:
                 "`./invoke recover` does it")
     # The manifest names the server by its own name and version (valkey 8.1.1), and keeps redis_version (7.2.4,
     # Valkey's compatibility level) for older tooling that reads only that.
-    return {**fmt.server_meta(client.info("server")), "keyspace": keys}
+    return {**fmt.server_meta(client.info("server")), "keyspace": keys, "redis_snapshot_at": snapshot_at}
 
 
 def running_tenants() -> list[str]:
@@ -103,7 +113,7 @@ def running_tenants() -> list[str]:
 
 
 def export_tenant_db(name: str, dest: Path, log=print) -> None:
-    """The tenant database through its own web container (SQLite online backup API, or pg_dump)."""
+    """A SQLite tenant's database through its own web container (the glue's export_db: SQLite's online backup)."""
     service = naming.service_name(name, "web")
     target = dest / "tenants" / name
     target.mkdir(parents=True, exist_ok=True)
@@ -129,11 +139,12 @@ def _record_last(status: str, name: str, detail: str = "") -> None:
 
 
 def expected_size(names: list[str]) -> int:
-    """What the backup will hold: Redis' files and each running tenant's database, measured now."""
+    """What the backup will hold: Redis' files and each running tenant's database, measured now (a PostgreSQL
+    database by its size on the server: its compressed dump is smaller)."""
     total = space.data_size("redis", ["/data/dump.rdb", f"/data/{fmt.AOF_DIR}"])
     for n in names:
         total += space.data_size(naming.service_name(n, "web"), ["/data"])
-    return total
+    return total + sum(pg.database_size(n) for n in pg.on_postgres(names))
 
 
 def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
@@ -158,6 +169,8 @@ def _create(journal: jn.Journal, log) -> Path:
     client = redis_admin.operator(timeout=60)
     redis_admin.ping_or_explain(client)
     names = running_tenants()
+    on_postgres = pg.on_postgres(names)
+    pg.require_server(on_postgres, "backup")
     space.check_space(BACKUPS, expected_size(names), "backup")
     while (BACKUPS / (name := fmt.stamp())).exists() or (BACKUPS / f".{name}.partial").exists():
         time.sleep(0.2)  # one backup per second: the name is the UTC second it started
@@ -167,16 +180,26 @@ def _create(journal: jn.Journal, log) -> Path:
     try:
         log(f"backup: writing {rel(final)}")
         partial.mkdir()
-        # Tenant databases are independent of Redis: export them while Redis is being snapshotted.
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            exports = [pool.submit(export_tenant_db, n, partial, log) for n in names]
+        # Tenant databases are independent of Redis: export them while Redis is being snapshotted. SQLite's from
+        # the start; PostgreSQL's dumps right after BGSAVE began, so their snapshots are of about the RDB's moment
+        # (at most PARALLEL_DUMPS at once: ops' role has that many connections to spare).
+        sqlite_names = [n for n in names if n not in on_postgres]
+        dumps = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(sqlite_names))) as pool, \
+                ThreadPoolExecutor(max_workers=pg.PARALLEL_DUMPS) as pg_pool:
+            exports = [pool.submit(export_tenant_db, n, partial, log) for n in sqlite_names]
+
+            def start_dumps():
+                for n in on_postgres:
+                    dumps[n] = pg_pool.submit(pg.dump, n, partial / "tenants" / n, lambda m: log(f"backup: {m}"))
             try:
-                meta = snapshot_redis(partial, journal, log)
+                meta = snapshot_redis(partial, journal, log, on_snapshot=start_dumps)
             finally:
-                for export in exports:
+                for export in [*exports, *dumps.values()]:
                     export.exception()  # wait for each; a failed one raises below
             for export in exports:
                 export.result()
+            meta["postgres"] = {n: {"file": fmt.postgres_dump_path(n), **dump.result()} for n, dump in dumps.items()}
         fmt.make_private(partial)
         fmt.write_manifest(partial, meta, names)
         fault_point("verify")

@@ -2,9 +2,15 @@
 
 backups/<UTC timestamp>/ (the stamp: STAMP_RE):
   redis/dump.rdb, redis/appendonlydir/...   taken at one instant (client writes paused for the copy)
-  tenants/<name>/db.sqlite3 (or db.pgdump)   each running tenant's database
+  tenants/<name>/db.sqlite3                  each running SQLite tenant's database (SQLite's online backup)
+  tenants/<name>/db.pgdump                   each running PostgreSQL tenant's (pg_dump --format=custom, taken
+                                             right after Redis' snapshot began: ops/data/postgres_data.py)
   manifest.json                              format, time, the server that wrote it (server_of), keyspace,
-                                             tenants, size + sha256 of every file
+                                             tenants, size + sha256 of every file; from format 2 also
+                                             redis_snapshot_at (when BGSAVE began) and `postgres`: per tenant
+                                             its dump, when the dump was made, the server's version and the
+                                             exact rows of every table (postgres_of)
+Format 1 (the previous releases: Redis and SQLite only) is still read: it simply has no `postgres` section.
 A folder being written is hidden as .<stamp>.partial (a restore's copy of the current data as
 .pre-restore-<stamp>.partial: PARTIAL_RE) and renamed only once verify() passed. Everything is private:
 root's, folders 0700, files 0600 (make_private), because a backup holds every tenant's data.
@@ -30,8 +36,10 @@ from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, INSTANCE
 from ops.core.errors import OpsError
 from ops.core.run import probe
+from ops.data import postgres_data
 
-FORMAT = 1
+FORMAT = 2  # 2: redis_snapshot_at and the `postgres` section (PostgreSQL tenants' dumps)
+READABLE_FORMATS = (1, 2)
 REDIS_DIR = "redis"
 AOF_DIR = "appendonlydir"
 AOF_MANIFEST_NAME = "appendonly.aof.manifest"
@@ -242,12 +250,17 @@ def read_manifest(path: Path) -> dict:
     mpath = path / "manifest.json"
     if not path.is_dir():
         raise OpsError(f"backup {where} does not exist: list them with `ls {rel(BACKUPS)}`")
+    manifest = None
     try:
         manifest = json.loads(mpath.read_text())
         files = manifest["files"]
-        well_formed = manifest["format"] == FORMAT and isinstance(files, dict)
+        well_formed = manifest["format"] in READABLE_FORMATS and isinstance(files, dict)
     except (OSError, ValueError, KeyError, TypeError):
         well_formed = False
+    newer = isinstance(manifest, dict) and isinstance(manifest.get("format"), int) and manifest["format"] > FORMAT
+    if newer:
+        raise OpsError(f"backup {where} is in format {manifest['format']}, newer than this release reads "
+                       f"({FORMAT}): restore it with the release that wrote it")
     if not well_formed:  # a real check, not an assert: asserts vanish under python -O
         raise OpsError(f"backup {where} is incomplete: manifest.json is missing or unreadable; pick another backup")
     if server_of(manifest) is None:
@@ -256,7 +269,38 @@ def read_manifest(path: Path) -> dict:
     for required in (RDB, AOF_MANIFEST):
         if required not in files:
             raise OpsError(f"backup {where} is incomplete: manifest lists no {required}; pick another backup")
+    postgres_of(manifest, where)
     return manifest
+
+
+def postgres_dump_path(tenant: str) -> str:
+    """Where a PostgreSQL tenant's dump is in a backup folder."""
+    return f"tenants/{tenant}/{postgres_data.DUMP_NAME}"
+
+
+def postgres_of(manifest: dict, where: str = "?") -> dict:
+    """tenant -> {file, dumped_at, server_version, tables {schema.table: rows}} of each PostgreSQL tenant's dump
+    ({} in a format-1 manifest); one line naming what is wrong when the section is not what backup writes."""
+    section = manifest.get("postgres", {})
+    problem = None if isinstance(section, dict) else "its postgres section is not an object"
+    for tenant, entry in section.items() if problem is None else ():
+        tables = entry.get("tables") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or entry.get("file") != postgres_dump_path(tenant):
+            problem = f"postgres.{tenant} does not name {postgres_dump_path(tenant)}"
+        elif entry["file"] not in manifest["files"]:
+            problem = f"postgres.{tenant}'s dump {entry['file']} is not among its files"
+        elif not isinstance(entry.get("dumped_at"), str) or not isinstance(tables, dict) or not all(
+                isinstance(t, str) and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                for t, n in tables.items()):
+            problem = f"postgres.{tenant} lacks when the dump was made or the rows of each table"
+        if problem:
+            break
+    dumps = sorted(f for f in manifest["files"] if f.endswith(f"/{postgres_data.DUMP_NAME}"))
+    if problem is None and dumps != sorted(postgres_dump_path(t) for t in section):
+        problem = f"its files hold PostgreSQL dumps ({', '.join(dumps)}) that its postgres section does not describe"
+    if problem:
+        raise OpsError(f"backup {where} is incomplete: manifest.json: {problem}; pick another backup")
+    return section
 
 
 def check_files(path: Path, files: dict) -> None:
@@ -274,7 +318,8 @@ def check_files(path: Path, files: dict) -> None:
 
 
 def verify(path: Path, log=print) -> dict:
-    """Everything restore needs, checked: manifest, sizes, checksums, valkey-check-rdb/aof, SQLite integrity."""
+    """Everything restore needs, checked: manifest, sizes, checksums, valkey-check-rdb/aof, SQLite integrity, and each
+    PostgreSQL dump read whole by the PostgreSQL image's pg_restore (its rows as the manifest recorded them)."""
     where = path.name
     manifest = read_manifest(path)
     check_files(path, manifest["files"])
@@ -293,6 +338,14 @@ def verify(path: Path, log=print) -> dict:
                 ok = str(exc)
             if ok != "ok":
                 raise OpsError(f"backup {where} is corrupt: tenants/{name}/db.sqlite3 fails integrity_check ({ok})")
+    for entry in postgres_of(manifest, where).values():
+        found = postgres_data.check_dump(path / entry["file"], f"backup {where}", entry["file"])
+        problem = postgres_data.counts_problem(entry["tables"], found["tables"])
+        if problem:
+            raise OpsError(f"backup {where} is corrupt: {entry['file']} does not hold what manifest.json recorded: "
+                           f"{problem}")
+        log(f"verify: {entry['file']}: pg_restore --list and a read of all its data OK "
+            f"({len(found['tables'])} tables, {sum(found['tables'].values())} rows, as recorded)")
     return manifest
 
 

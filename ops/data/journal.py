@@ -8,7 +8,8 @@ there BEFORE it is made, and forgotten once it was undone normally:
   config   CONFIG SET of a setting: its original value, and Redis' run_id at that moment
   pause    CLIENT PAUSE WRITE (it also expires by itself after backup.PAUSE_MS)
   partial  a folder being written (backups/.<stamp>.partial, backups/.pre-restore-<stamp>.partial)
-  restore  the step a restore reached, its backup, the services it stopped, its pre-restore copy
+  restore  the step a restore reached (down to each PostgreSQL tenant's database being restored), its
+           backup, the services it stopped, its pre-restore copy (with a pg_dump of each such database)
 
 A journal left behind by a killed process is told from one in use by the lock. The next task
 (`at_task_start()`, called by tasks.py's wrapper: a cheap file check when nothing is left) undoes what
@@ -35,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import redis
@@ -54,10 +56,19 @@ REFUSE_WHILE_RESTORE = {"up", "backup", "restore", "bgsave", "flush_results", "t
 NOT_CHECKED = {"test", "recover", "instances", "instance_remove"}
 
 
+_FAULTED = set()  # steps already faulted in this process
+_FAULT_LOCK = threading.Lock()
+
+
 def fault_point(step: str) -> None:
-    """Test-only: die (or stop) here when TENANTSTACK_FAULT_AT names this step."""
+    """Test-only: die (or stop) here when TENANTSTACK_FAULT_AT names this step; once per process, as threads (the
+    PostgreSQL dumps) may reach the same step after the test continued the stopped process."""
     if os.environ.get(FAULT_VAR) != step:
         return
+    with _FAULT_LOCK:
+        if step in _FAULTED:
+            return
+        _FAULTED.add(step)
     action = os.environ.get(FAULT_ACTION_VAR, "kill")
     print(f"fault: {step} ({action}, test-only {FAULT_VAR})", flush=True)
     sys.stderr.flush()

@@ -2,12 +2,15 @@
 
 Order matters and is the point of this module:
   1. refuse a backup others could have changed (group/other writable, or a foreign owner), then verify it
-     completely (checksums, the server image's valkey-check-rdb/aof, SQLite integrity) and check free space,
-     before touching anything;
+     completely (checksums, the server image's valkey-check-rdb/aof, SQLite integrity, each PostgreSQL dump
+     read whole by the PostgreSQL image's pg_restore) and check free space, before touching anything;
   2. stop every tenant service, take Redis' key counts, stop Redis (its shutdown save makes the files final);
-  3. copy the live data aside as a full, verified, private backup of its own (pre-restore-<stamp>);
+  3. copy the live data aside as a full, verified, private backup of its own (pre-restore-<stamp>), with a
+     pg_dump of each PostgreSQL database the backup replaces;
   4. put back BOTH dump.rdb and appendonlydir/: with appendonly yes Redis loads only the AOF, so restoring
-     the RDB alone would start an empty database whose next shutdown overwrites the restored RDB;
+     the RDB alone would start an empty database whose next shutdown overwrites the restored RDB; each
+     SQLite file; each PostgreSQL tenant's database dropped, provisioned empty and pg_restore'd, its tables'
+     exact row counts checked against the manifest (ops/data/postgres_data.restore_tenant_database);
   5. start Redis, compare key counts with the manifest, and on mismatch roll back to the pre-restore copy;
   6. restart what was running.
 Each step is journaled (ops/data/journal.py) before it starts. A restore that fails is rolled back at
@@ -31,6 +34,7 @@ from ops.config.paths import BACKUPS, ROOT
 from ops.core.errors import OpsError, timed
 from ops.data import backup_format as fmt
 from ops.data import journal as jn
+from ops.data import postgres_data as pg
 from ops.data import space
 from ops.data.journal import fault_point
 from ops.deploy import compose, connlimit, containers, health, preflight, redis_admin
@@ -90,10 +94,12 @@ def _writable_by(path: Path, uid: int) -> None:
     os.chown(path, uid, uid)
 
 
-def save_current(dest: Path, keys: dict, server: dict, tenant_names: list[str], log=print) -> None:
+def save_current(dest: Path, keys: dict, server: dict, tenant_names: list[str], log=print,
+                 postgres_names=()) -> None:
     """Copy the stopped deployment's data into dest as a complete backup (same format, verified).
 
-    server: fmt.server_meta() of the server that wrote the data, taken before it stopped."""
+    server: fmt.server_meta() of the server that wrote the data, taken before it stopped. postgres_names: the
+    PostgreSQL tenants whose databases the restore replaces, each dumped like a backup does (the server runs on)."""
     _writable_by(dest / "redis", UIDS["redis"])
     _redis_job(dest / "redis", "cd /data; for f in dump.rdb appendonlydir; do [ ! -e $f ] || cp -R $f /backup/; done")
     fault_point("saving-current")
@@ -103,14 +109,19 @@ def save_current(dest: Path, keys: dict, server: dict, tenant_names: list[str], 
         _tenant_job(name, dest / "tenants" / name,
                     "[ ! -e /data/db.sqlite3 ] || python -c \"import sqlite3; s=sqlite3.connect('/data/db.sqlite3'); "
                     "d=sqlite3.connect('/backup/db.sqlite3'); s.backup(d); d.close(); s.close()\"")
+    databases = {n: {"file": fmt.postgres_dump_path(n), **pg.dump(n, dest / "tenants" / n,
+                                                                   lambda m: log(f"restore: current {m}"))}
+                 for n in postgres_names}
     # The jobs wrote as the container UIDs with their own umask: make the copy private like any backup.
     fmt.make_private(dest)
-    fmt.write_manifest(dest, {**server, "keyspace": keys}, tenant_names)
+    fmt.write_manifest(dest, {**server, "keyspace": keys, "postgres": databases},
+                       sorted({*tenant_names, *postgres_names}))
     log(f"restore: current data saved as {rel(dest)}")
 
 
-def put_back(source: Path, manifest: dict, log=print) -> None:
-    """Copy a backup's files into the volumes. As root in the job: backups are root's, 0600; then chown."""
+def put_back(source: Path, manifest: dict, log=print, step=None) -> None:
+    """Copy a backup's files into the volumes (as root in the job: backups are root's, 0600; then chown), and
+    each PostgreSQL tenant's dump into its database. step(text), when given, journals each database's turn."""
     redis_uid, app_uid = UIDS["redis"], UIDS["app"]
     _redis_job(source / "redis", "cd /data && rm -rf appendonlydir dump.rdb temp-*.rdb "
                                  "&& cp -R /backup/appendonlydir /backup/dump.rdb /data/ "
@@ -125,6 +136,11 @@ def put_back(source: Path, manifest: dict, log=print) -> None:
                                    f"&& chown {app_uid}:{app_uid} /data/db.sqlite3",
                         user="0")
             log(f"restore: tenant {name}: database put back")
+    for name, entry in fmt.postgres_of(manifest, source.name).items():
+        if step is not None:
+            step(f"restoring tenant {name}'s PostgreSQL database")
+        fault_point("restoring-postgres")
+        pg.restore_tenant_database(name, source / entry["file"], entry["tables"], log)
 
 
 def counts_match(expected: dict, actual: dict) -> str | None:
@@ -167,10 +183,13 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     if unknown:
         raise OpsError(f"backup {source.name} holds tenants {', '.join(unknown)} that are not configured here: "
                        f"add them with `./invoke tenant-add NAME` first")
-    pg = [f for f in manifest["files"] if f.endswith("db.pgdump")]
-    if pg:
-        raise OpsError(f"backup {source.name} holds PostgreSQL dumps ({', '.join(pg)}): restore them with "
-                       "pg_restore --clean into the tenant's DATABASE_URL; this task restores SQLite tenants only")
+    on_postgres = list(fmt.postgres_of(manifest, source.name))
+    moved = [n for n in on_postgres if n not in pg.on_postgres(on_postgres)]
+    if moved:
+        raise OpsError(f"backup {source.name} holds tenant {moved[0]}'s PostgreSQL database, but that tenant is on "
+                       f"SQLite now (DATABASE in {rel(tenants.env_path(moved[0]))}): set DATABASE=postgres and run "
+                       f"`./invoke up --tenant {moved[0]}` first, or pick another backup")
+    pg.require_server(on_postgres, "restore")
     if not assume_yes:
         written = fmt.server_of(manifest)  # this release's `server`, or an older manifest's redis_version
         confirm(f"Replace ALL Redis data and the databases of tenants {manifest.get('tenants') or 'none'} "
@@ -188,7 +207,7 @@ def _roll_back_mismatch(journal: jn.Journal, state: dict, source: Path, aside: P
                         problem: str, log) -> None:
     """Key counts do not fit the manifest: put the pre-restore copy back, restart, and say so in one line."""
     log(f"restore: key counts do not match ({problem}); rolling back to {aside.name}")
-    _rollback(aside, log)
+    _rollback(aside, log, lambda text: journal.update(state, step=f"rolling back: {text}"))
     journal.update(state, step="restarting the tenant services")
     _restart(services)
     journal.forget(state)
@@ -216,6 +235,7 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
     running = sorted(preflight.running_services())
     tenant_services = [s for s in running if naming.tenant_of(s)]
     _check_space(source, manifest, tenant_services)
+    on_postgres = list(fmt.postgres_of(manifest, source.name))
     stamp = fmt.stamp()
     aside, partial = BACKUPS / f"pre-restore-{stamp}", BACKUPS / f".pre-restore-{stamp}.partial"
     state = journal.record("restore", backup=str(source), step="stopping the tenant services", stopped=tenant_services,
@@ -229,11 +249,11 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
         compose.run("stop", "redis")
         fault_point("stopped-redis")
         journal.update(state, step="saving the current data aside")
-        save_current(partial, live_space, server, tenants_with_data(), log)
+        save_current(partial, live_space, server, tenants_with_data(), log, postgres_names=on_postgres)
         fmt.verify(partial, log=lambda m: log(f"restore: pre-restore {m}"))
         partial.rename(aside)
         journal.update(state, step="putting the backup back")
-        put_back(source, manifest, log)
+        put_back(source, manifest, log, step=lambda text: journal.update(state, step=text))
         journal.update(state, step="checking key counts")
         actual = _start_redis_and_count(log)
         fault_point("checking")
@@ -253,9 +273,9 @@ def _restore(journal: jn.Journal, source: Path, manifest: dict, log, t0: float) 
     return aside
 
 
-def _rollback(aside: Path, log) -> None:
+def _rollback(aside: Path, log, step=None) -> None:
     compose.run("stop", "redis")
-    put_back(aside, json.loads((aside / "manifest.json").read_text()), log)
+    put_back(aside, json.loads((aside / "manifest.json").read_text()), log, step)
     _start_redis_and_count(log)
 
 
@@ -290,13 +310,13 @@ def recover(journal: jn.Journal, state: dict, rollback: bool, log=print) -> list
                 lines.append(f"cannot finish with {source.name} ({exc}): rolling back instead")
         if target == source:
             compose.run("stop", "redis")
-            put_back(source, manifest, log)
+            put_back(source, manifest, log, lambda text: journal.update(state, step=text))
             problem = counts_match(manifest["keyspace"], _start_redis_and_count(log))
             if problem:
                 lines.append(f"key counts do not match ({problem}): rolling back instead")
                 target = aside
         if target == aside:
-            _rollback(aside, log)
+            _rollback(aside, log, lambda text: journal.update(state, step=f"rolling back: {text}"))
             lines.append(f"rolled back: the data from before the restore is live again (kept in {rel(aside)})")
         else:
             lines.append(f"finished: {source.name} is restored and its key counts match "

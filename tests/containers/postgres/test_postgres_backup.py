@@ -1,0 +1,167 @@
+"""PostgreSQL tenants in `./invoke backup` and `./invoke restore`: a dump per tenant beside Redis' snapshot, restored
+with every row, sequences going on and objects owned by the tenant's role; a full disk or a stopped server during a
+backup ends in one line with nothing kept."""
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deployment import naming
+from ops.config.paths import BACKUPS, INSTANCE
+from ops.core.run import wait_until
+from ops.data import journal as jn
+from ops.deploy import redis_admin
+from tests.support import deployment as d
+from tests.support import postgres
+
+pytestmark = pytest.mark.usefixtures("postgres_tenants_up")
+NOTES = ("CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);"
+         "INSERT INTO notes (body) SELECT 'note-' || g FROM generate_series(1, 50) g;")
+
+
+def _tenant_sql(tenant: str, sql: str) -> str:
+    code, out, err = postgres.as_tenant(tenant, sql)
+    assert code == 0, err
+    return out
+
+
+def _backup() -> Path:
+    out = d.invoke("backup").stdout
+    match = re.search(r"verified in [\d.]+s: (\S+)", out)
+    assert match, out
+    return BACKUPS / match.group(1).rsplit("/", 1)[-1]
+
+
+def _pg_restore_list(dump: Path) -> str:
+    """The archive's table of contents, read by the server image's pg_restore with no network."""
+    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--user", "0:0", "--cap-drop", "ALL",
+                           "-v", f"{dump.parent}:/d:ro", "--entrypoint", "pg_restore", postgres.IMAGE, "--list",
+                           f"/d/{dump.name}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Archive created at" in proc.stdout, proc.stderr
+    return proc.stdout
+
+
+def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
+    before = {t: [d.post_echo(t, f"pg-backup-{t}-{i}") for i in range(3)] for t in ("a", "pgb", "pgc")}
+    results = {t: d.wait_for_results(t, ids) for t, ids in before.items()}
+    for t in ("pgb", "pgc"):
+        _tenant_sql(t, "DROP TABLE IF EXISTS notes;" + NOTES)
+    try:
+        path = _backup()
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["format"] == 2 and set(manifest["tenants"]) >= {"a", "b", "pgb", "pgc"}, manifest
+        assert set(manifest["postgres"]) == {"pgb", "pgc"} and "tenants/a/db.sqlite3" in manifest["files"]
+        for t in ("pgb", "pgc"):
+            entry = manifest["postgres"][t]
+            assert entry["file"] == f"tenants/{t}/db.pgdump" and entry["file"] in manifest["files"], entry
+            tables = entry["tables"]
+            assert tables["public.notes"] == 50 and tables["public.django_celery_results_taskresult"] >= 3, tables
+            # The dump began after Redis' snapshot (pg_restore dates the archive to the second).
+            assert entry["dumped_at"] >= manifest["redis_snapshot_at"][:19], (entry, manifest["redis_snapshot_at"])
+            assert f"TABLE DATA public notes {naming.database_role(t)}" in _pg_restore_list(path / entry["file"])
+
+        # Changes after the backup: rows added, a table dropped, tasks that the restore must forget.
+        _tenant_sql("pgb", "INSERT INTO notes (body) SELECT 'later-' || g FROM generate_series(1, 7) g;")
+        _tenant_sql("pgc", "DROP TABLE notes;")
+        after = {t: [d.post_echo(t, f"after-{t}")] for t in ("a", "pgb")}
+        for t, ids in after.items():
+            d.wait_for_results(t, ids)
+
+        out = d.invoke("restore", path.name, "--yes").stdout
+        assert "key counts match the manifest" in out, out
+        for t in ("pgb", "pgc"):
+            assert re.search(rf"restore: tenant {t}: PostgreSQL database restored, \d+ tables, \d+ rows, as the "
+                             "backup recorded", out), out
+
+        assert _tenant_sql("pgb", "SELECT count(*), max(id) FROM notes;") == "50|50"
+        assert _tenant_sql("pgc", "SELECT count(*) FROM notes;") == "50"
+        # The sequence goes on after the restored rows: no duplicate key; the objects are the tenant role's.
+        inserted = _tenant_sql("pgb", "INSERT INTO notes (body) VALUES ('after restore') RETURNING id;")
+        assert inserted.splitlines()[0] == "51", inserted
+        owners = _tenant_sql("pgb", "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public';")
+        assert owners == naming.database_role("pgb"), owners
+        for t, ids in before.items():
+            assert {i: d.task_status(t, i) for i in ids} == {i: (200, results[t][i]) for i in ids}
+        for t, ids in after.items():
+            assert all(d.task_status(t, i)[0] == 404 for i in ids), t
+        # The tenant works on its restored database: a new task's result gets a new id from the restored sequence.
+        d.wait_for_results("pgb", [d.post_echo("pgb", "after restore")])
+    finally:
+        for t in ("pgb", "pgc"):
+            postgres.as_tenant(t, "DROP TABLE IF EXISTS notes;")
+
+
+# ---- faults ----------------------------------------------------------------------------------------------------
+def _partials() -> list[str]:
+    return sorted(p.name for p in BACKUPS.glob(".*.partial")) if BACKUPS.is_dir() else []
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_a_backup_while_postgresql_is_down_names_the_tenant_and_keeps_nothing():
+    server = postgres.SERVER
+    subprocess.run(["docker", "stop", server], check=True, capture_output=True)
+    try:
+        proc = d.invoke("backup", check=False)
+        line = _one_error_line(proc.stderr)
+        assert proc.returncode == 2 and line.startswith("error: PostgreSQL is not running, and tenant pgb keeps its "
+                                                        "database there"), line
+        assert "./invoke up --tenant pgb" in line and not _partials() and not jn.JOURNAL.exists()
+    finally:
+        subprocess.run(["docker", "start", server], check=True, capture_output=True)
+        from ops.deploy import health
+
+        health.wait([naming.POSTGRES_SERVICE, *(naming.service_name(t, "web") for t in ("pgb", "pgc"))], 120,
+                    log=lambda m: None)
+
+
+@pytest.fixture
+def backups_disk_just_big_enough():
+    """A tmpfs on the instance's backups folder with room for the backup's own space check and little more."""
+    from ops.data import backup
+
+    need = int(backup.expected_size(backup.running_tenants()) * 1.25) + (24 << 20)
+    BACKUPS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={need // 1024}k,mode=0700", "tmpfs", str(BACKUPS)],
+                   check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(BACKUPS)], check=True)
+
+
+def test_a_full_disk_during_the_dumps_ends_in_one_line_and_keeps_nothing(backups_disk_just_big_enough, tmp_path):
+    setting = redis_admin.config_get(d.client(), "auto-aof-rewrite-percentage")
+    env = {**os.environ, jn.FAULT_VAR: "pg-dump", jn.FAULT_ACTION_VAR: "stop"}
+    # Output to files, not pipes: a full pipe would block the task before it reaches its step.
+    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen([d.INVOKE, "backup"], cwd=INSTANCE.root, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+
+    def stopped():
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
+        return None if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T" else "pg-dump"
+    wait_until(stopped, timeout=300, what="the backup", interval=0.2)
+    with open(BACKUPS / "filler", "wb") as fh:  # another process fills the disk as the dumps begin
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        except OSError:
+            pass
+    os.kill(proc.pid, signal.SIGCONT)
+    code = proc.wait(timeout=300)
+    line = _one_error_line((tmp_path / "stderr").read_text())
+    assert code == 2 and "no space left on the device" in line and line.endswith("nothing was kept"), line
+    assert "fault: pg-dump" in (tmp_path / "stdout").read_text()
+    assert not _partials() and not jn.JOURNAL.exists()
+    assert redis_admin.config_get(d.client(), "auto-aof-rewrite-percentage") == setting  # the journal's undo
+    (BACKUPS / "filler").unlink()
