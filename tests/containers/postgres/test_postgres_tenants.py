@@ -2,6 +2,7 @@
 and no way from one tenant to another's database (the attacks are tried), beside tenants on SQLite."""
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -147,7 +148,11 @@ def test_server_is_hardened_and_on_postgres_tenants_networks_only():
     found = d.inspect(pg.SERVER)
     host = found["HostConfig"]
     assert found["Config"]["User"].split(":")[0] == str(naming_uid())
-    assert host["ReadonlyRootfs"] and host["CapDrop"] and "ALL" in json.dumps(host["CapDrop"])
+    assert host["ReadonlyRootfs"] and host["SecurityOpt"] and "no-new-privileges" in json.dumps(host["SecurityOpt"])
+    # no capability at all, whichever way the engine lists the dropped ones (Docker "ALL", Podman each by name)
+    status = subprocess.run(["docker", "exec", pg.SERVER, "cat", "/proc/1/status"], capture_output=True, text=True,
+                            check=True).stdout
+    assert re.search(r"(?m)^CapEff:\s*0+$", status) and re.search(r"(?m)^CapBnd:\s*0+$", status), status
     assert host["Memory"] > 0 and host["PidsLimit"] > 0 and not host["PortBindings"]
     attached = set(found["NetworkSettings"]["Networks"])
     wanted = {INSTANCE.network(n) for n in (naming.tenant_network("pgb"), naming.tenant_network("pgc"),
