@@ -69,7 +69,7 @@ class TenantDatabase:
         return naming.database_metrics_role(self.tenant)
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     if not IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a plain PostgreSQL identifier")
     return name
@@ -150,16 +150,16 @@ def connection_budget_problem(databases: list[TenantDatabase]) -> str | None:
 # ---- pg_hba.conf and the server's facts ---------------------------------------------------------------------------
 def hba_lines(databases: list[TenantDatabase]) -> list[tuple[str, ...]]:
     """(type, database, user, address, method) of every line; first match wins, no match is refused."""
-    maintenance = _ident(naming.POSTGRES_MAINTENANCE_DB)
-    lines = [("local", "all", _ident(BOOTSTRAP_SUPERUSER), "", "peer"),
-             ("hostssl", maintenance, _ident(naming.POSTGRES_MONITOR_ROLE), "all", "scram-sha-256"),
+    maintenance = ident(naming.POSTGRES_MAINTENANCE_DB)
+    lines = [("local", "all", ident(BOOTSTRAP_SUPERUSER), "", "peer"),
+             ("hostssl", maintenance, ident(naming.POSTGRES_MONITOR_ROLE), "all", "scram-sha-256"),
              # ops reaches each tenant's database as a member of its role (dump, restore) and the maintenance one
-             ("hostssl", ",".join([maintenance, *(_ident(d.database) for d in databases)]),
-              _ident(naming.POSTGRES_OPS_ROLE), "all", "scram-sha-256")]
+             ("hostssl", ",".join([maintenance, *(ident(d.database) for d in databases)]),
+              ident(naming.POSTGRES_OPS_ROLE), "all", "scram-sha-256")]
     for d in databases:
-        lines.append(("hostssl", _ident(d.database), _ident(d.role), "all", "scram-sha-256"))
+        lines.append(("hostssl", ident(d.database), ident(d.role), "all", "scram-sha-256"))
         # its metrics exporter (on ops' network, not the tenant's): its own database, nothing else
-        lines.append(("hostssl", _ident(d.database), _ident(d.metrics_role), "all", "scram-sha-256"))
+        lines.append(("hostssl", ident(d.database), ident(d.metrics_role), "all", "scram-sha-256"))
     return lines
 
 
@@ -221,7 +221,7 @@ def _login_role(role: str, limit: int, verifier: str, inherit: bool = False) -> 
 def tenant_sql(d: TenantDatabase, verifier: str) -> list[str]:
     """One tenant's role and database, whole. `verifier`: scram_verifier(d.password), or the stored one when it
     still matches (scram_matches), so an unchanged password leaves pg_authid unchanged."""
-    role, db = _ident(d.role), _ident(d.database)
+    role, db = ident(d.role), ident(d.database)
     return [
         f"-- tenant {d.tenant}",
         _create_role(role),
@@ -233,7 +233,7 @@ def tenant_sql(d: TenantDatabase, verifier: str) -> list[str]:
         # PUBLIC has CONNECT and TEMPORARY on every new database: another tenant's role (or the exporter) would get
         # in. The owner keeps its rights; ops gets in as a member of the role (below).
         f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
-        f"GRANT {role} TO {_ident(naming.POSTGRES_OPS_ROLE)};",
+        f"GRANT {role} TO {ident(naming.POSTGRES_OPS_ROLE)};",
     ]
 
 
@@ -241,7 +241,7 @@ def metrics_sql(d: TenantDatabase, verifier: str) -> list[str]:
     """The tenant's metrics role: logs in to its tenant's database, reads nothing but what is granted to it (the
     glue's migration grants SELECT on the result table), never writes (read-only transactions), bounded by a short
     statement_timeout and CONNECTION LIMIT METRICS_CONNECTIONS. NOINHERIT and a member of nothing."""
-    role, db = _ident(d.metrics_role), _ident(d.database)
+    role, db = ident(d.metrics_role), ident(d.database)
     return [
         f"-- tenant {d.tenant}'s metrics exporter",
         _create_role(role),
@@ -255,7 +255,7 @@ def metrics_sql(d: TenantDatabase, verifier: str) -> list[str]:
 def operator_sql(ops_verifier: str, monitor_verifier: str) -> list[str]:
     """The ops role (a member of each tenant role: dumps and restores as the owner, no superuser) and the exporter's
     (pg_monitor: statistics and sizes, no table's rows)."""
-    ops, monitor = _ident(naming.POSTGRES_OPS_ROLE), _ident(naming.POSTGRES_MONITOR_ROLE)
+    ops, monitor = ident(naming.POSTGRES_OPS_ROLE), ident(naming.POSTGRES_MONITOR_ROLE)
     return [
         "-- ops and the exporter",
         _create_role(ops),
@@ -268,7 +268,7 @@ def operator_sql(ops_verifier: str, monitor_verifier: str) -> list[str]:
 
 def retire_sql(databases: list[TenantDatabase]) -> list[str]:
     """Roles of tenants no longer on PostgreSQL (removed, or back on SQLite) lose LOGIN; their databases stay."""
-    keep = ", ".join(f"'{_ident(r)}'" for d in databases for r in (d.role, d.metrics_role)) or "''"
+    keep = ", ".join(f"'{ident(r)}'" for d in databases for r in (d.role, d.metrics_role)) or "''"
     pattern = naming.database_role("").replace("_", "\\_") + "%"  # tenant\_%: LIKE's `_` is any character
     return ["-- tenants no longer on PostgreSQL: no login, data kept",
             f"SELECT format('ALTER ROLE %I NOLOGIN', rolname) FROM pg_catalog.pg_roles WHERE rolname LIKE "

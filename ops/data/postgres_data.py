@@ -34,7 +34,7 @@ from ops.config import tenants
 from ops.config.envfile import redis_settings
 from ops.config.paths import COMPOSE_PROJECT, INSTANCE, TLS
 from ops.core.errors import OpsError
-from ops.core.run import probe, run
+from ops.core.run import probe
 from ops.data.journal import fault_point
 from ops.deploy import containers, postgres_admin
 
@@ -78,20 +78,12 @@ def require_server(names: list[str], what: str) -> None:
                        f"`./invoke up --tenant {names[0]}`, then retry")
 
 
-def _superuser(sql: str, what: str, *args: str) -> str:
-    """SQL as the bootstrap superuser over the server container's own socket (peer authentication, no password)."""
-    argv = ["docker", "exec", "-i", INSTANCE.container(naming.POSTGRES_SERVICE), *postgres_admin.PSQL, *args]
-    out = run(argv, input=sql, what=what, timeout=600)
-    if "ERROR:" in (out.stderr or ""):  # as in postgres_admin: a failed statement names ERROR even with exit 0
-        raise OpsError(f"{what} failed: {next(ln for ln in out.stderr.splitlines() if 'ERROR:' in ln)[:300]}")
-    return out.stdout
-
-
 def database_size(name: str) -> int:
     """Bytes the tenant's database takes on the server (0 when it has none): what a dump needs at most."""
-    db = model._ident(naming.database_name(name))
-    out = _superuser(f"SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = '{db}';\n",
-                     f"measuring tenant {name}'s PostgreSQL database", "-At")
+    db = model.ident(naming.database_name(name))
+    out = postgres_admin.superuser_sql(
+        f"SELECT pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = '{db}';\n",
+        f"measuring tenant {name}'s PostgreSQL database", "-At")
     return int(out.strip() or 0)
 
 
@@ -248,7 +240,7 @@ def _psql_as_ops(name: str, sql: str, what: str) -> str:
 
 def live_counts(name: str) -> dict[str, int]:
     """schema.table -> exact count(*) of every table of the tenant's database, as ops with SET ROLE tenant_<t>."""
-    out = _psql_as_ops(name, f"SET ROLE {model._ident(naming.database_role(name))};\n{COUNT_SQL}",
+    out = _psql_as_ops(name, f"SET ROLE {model.ident(naming.database_role(name))};\n{COUNT_SQL}",
                        f"counting the rows of tenant {name}'s database")
     return {table: int(count) for table, _, count in (ln.rpartition("\t") for ln in out.splitlines() if "\t" in ln)}
 
@@ -267,8 +259,8 @@ def counts_problem(expected: dict[str, int], actual: dict[str, int]) -> str | No
 
 def _recreate_empty(name: str, log) -> None:
     """Drop the tenant's database (its sessions ended: FORCE) and provision it again: empty, owned by its role."""
-    db = model._ident(naming.database_name(name))
-    _superuser(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n", f"dropping tenant {name}'s database")
+    db = model.ident(naming.database_name(name))
+    postgres_admin.superuser_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n", f"dropping tenant {name}'s database")
     found = postgres_admin.databases(tenants.known_names())
     if name not in [d.tenant for d in found]:
         raise OpsError(f"tenant {name} is not on PostgreSQL any more (DATABASE in {tenants.env_path(name).name}): "

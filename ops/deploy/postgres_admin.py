@@ -112,9 +112,10 @@ def needed(selected) -> bool:
     return any(t.spec and t.spec.on_postgres for t in selected)
 
 
-def _psql(sql: str, what: str, *args: str) -> str:
+def superuser_sql(sql: str, what: str, *args: str, timeout: float = 120) -> str:
+    """`sql` (on stdin) as the bootstrap superuser over the server container's own socket; psql's output."""
     argv = ["docker", "exec", "-i", INSTANCE.container(naming.POSTGRES_SERVICE), *PSQL, *args]
-    out = run(argv, input=sql, what=what, timeout=120)
+    out = run(argv, input=sql, what=what, timeout=timeout)
     # psql's errors end it with ON_ERROR_STOP (exit 3); a statement that failed otherwise still names ERROR.
     if "ERROR:" in (out.stderr or ""):
         raise OpsError(f"{what} failed: {next(ln for ln in out.stderr.splitlines() if 'ERROR:' in ln)[:300]}")
@@ -123,8 +124,8 @@ def _psql(sql: str, what: str, *args: str) -> str:
 
 def stored_verifiers(roles: list[str]) -> dict[str, str]:
     """role -> the SCRAM verifier the server holds (pg_authid, superuser only), for the roles that exist."""
-    listed = ", ".join(f"'{model._ident(r)}'" for r in roles)
-    out = _psql(f"SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolname IN ({listed});\n",
+    listed = ", ".join(f"'{model.ident(r)}'" for r in roles)
+    out = superuser_sql(f"SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolname IN ({listed});\n",
                 "reading PostgreSQL's role passwords", "-At", "-F", "\t")
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
@@ -152,8 +153,8 @@ def provision(prepared: Prepared, log=print) -> None:
         sql = model.provisioning_sql(prepared.databases, sent)
     except ValueError as exc:  # the budget: prepare() refused it already, unless an env file changed since
         raise OpsError(str(exc)) from None
-    _psql(sql, "provisioning PostgreSQL's roles and databases")
-    _psql("SELECT pg_catalog.pg_reload_conf();\n", "reloading PostgreSQL's configuration")
+    superuser_sql(sql, "provisioning PostgreSQL's roles and databases")
+    superuser_sql("SELECT pg_catalog.pg_reload_conf();\n", "reloading PostgreSQL's configuration")
     renewed = sorted(r for r in wanted if sent[r] != stored.get(r))
     names = ", ".join(d.tenant for d in prepared.databases) or "none"
     log(f"PostgreSQL: roles and databases in step (tenants {names}); "
