@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+import psycopg
 from psycopg import sql
 
 # SQLite keeps what PostgreSQL types strictly as plain values (Django's SQLite backend): booleans as 0/1, durations
@@ -161,7 +162,11 @@ def copy_all(src: sqlite3.Connection, pg, log: Callable[[str], None] = print) ->
     copied = {}
     for number, table in enumerate(order, 1):
         started = time.monotonic()
-        copied[table] = copy_table(src, cur, table, log)
+        try:
+            copied[table] = copy_table(src, cur, table, log)
+        except psycopg.Error as exc:  # a value PostgreSQL's type refuses (a NUL in text, a malformed timestamp)
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CopyError(f"table {table}: PostgreSQL refused a row: {said}: nothing was committed") from None
         log(f"copy: table {table}: {copied[table]} rows ({number} of {len(order)}, "
             f"{time.monotonic() - started:.1f}s)")
     for table in order:

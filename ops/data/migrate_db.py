@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from deployment import naming
@@ -141,9 +142,22 @@ def _prepare_postgres(t: tenants.Tenant, timeout: float, log) -> None:
 
 def _one_off(t: tenants.Tenant, *manage: str) -> None:
     """`manage.py <manage>` in a one-off container of the tenant's web (its image, volume, secret files, network)
-    with DATABASE=postgres: the glue connects to its PostgreSQL database, the SQLite file is at /data."""
-    compose.run("run", "--rm", "--no-deps", "-T", "-e", f"DATABASE={tenant_model.POSTGRES}", t.service("web"),
-                "manage", *manage, profiles=[t.profile])
+    with DATABASE=postgres: the glue connects to its PostgreSQL database, the SQLite file is at /data.
+
+    Its output goes to the terminal as it comes (the copy's progress). The container is named and kept until its exit
+    code and last line are read (not --rm: Podman's Docker API reports 0 for a removed container whatever happened),
+    so a failure is one line saying why; recover removes one a killed run left (_remove_one_offs)."""
+    container = f"{INSTANCE.compose_project}-migrate-{t.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        compose.run("run", "--name", container, "--no-deps", "-T", "-e", f"DATABASE={tenant_model.POSTGRES}",
+                    t.service("web"), "manage", *manage, profiles=[t.profile], check=False)
+        code = probe(["docker", "inspect", "--format", "{{.State.ExitCode}}", container]).stdout.strip()
+        if code != "0":
+            said = probe(["docker", "logs", "--tail", "3", container])
+            last = ((said.stderr or said.stdout).strip().splitlines() or ["no output"])[-1][:300]
+            raise OpsError(f"`manage.py {manage[0]}` in tenant {t.name}'s image failed (exit {code or '?'}): {last}")
+    finally:
+        probe(["docker", "rm", "-f", container])
 
 
 def _table_counts(lines: str) -> dict[str, int]:
