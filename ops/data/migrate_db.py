@@ -91,7 +91,7 @@ def migrate(name: str, to: str, timeout: float = 300, log=print) -> None:
     with jn.operation("tenant-migrate-db") as journal, compose.moving_to_postgres(name):
         state = journal.record("migrate", tenant=name, step="preparing PostgreSQL", stopped=[])
         try:
-            _prepare_postgres(t, timeout, log)
+            _prepare_postgres(journal, state, t, timeout, log)
             fault_point("migrate-prepared")
             journal.update(state, step="creating the schema")
             log(f"tenant-migrate-db: (b) the project's migrations on PostgreSQL (tenant {name} still serves on SQLite)")
@@ -101,6 +101,7 @@ def migrate(name: str, to: str, timeout: float = 300, log=print) -> None:
             fault_point("migrate-schema")
             journal.update(state, step="stopping the services", stopped=services)
             log(f"tenant-migrate-db: (c) stopping {', '.join(services)} for the copy")
+            stopped_at = time.monotonic()
             compose.run("stop", *services, profiles=[t.profile])
             fault_point("migrate-stopped")
             journal.update(state, step="copying the tables")
@@ -122,13 +123,18 @@ def migrate(name: str, to: str, timeout: float = 300, log=print) -> None:
             if state not in journal.entries:
                 raise
             _fail(journal, state, jn.failure_line(exc, t.env_file, "migration"), log)
-    log(f"tenant-migrate-db: tenant {name} runs on PostgreSQL (database {naming.database_name(name)}), "
-        f"moved in {time.monotonic() - t0:.1f}s")
+    done = time.monotonic()
+    log(f"tenant-migrate-db: tenant {name} runs on PostgreSQL (database {naming.database_name(name)}), moved in "
+        f"{done - t0:.1f}s; its services were stopped for {done - stopped_at:.1f}s of it")
     log(f"tenant-migrate-db: (h) {sqlite_left(name)}")
 
 
-def _prepare_postgres(t: tenants.Tenant, timeout: float, log) -> None:
-    """(a) The server running and healthy on the tenant's network, the tenant's role, database and pg_hba line there."""
+def _prepare_postgres(journal: jn.Journal, state: dict, t: tenants.Tenant, timeout: float, log) -> None:
+    """(a) The server running and healthy on the tenant's network, the tenant's role, database and pg_hba line there.
+
+    A database of the tenant's name that exists already (left from an earlier time on PostgreSQL: a tenant moved back
+    to SQLite keeps it) is refused, never overwritten; only a database this migration created is dropped on rollback.
+    """
     log(f"tenant-migrate-db: (a) PostgreSQL: the role and database of tenant {t.name}")
     pg = postgres_admin.prepare(tenants.known_names(), [t], moving=[t.name])
     if probe(["docker", "image", "inspect", INSTANCE.image(PG)]).returncode != 0:
@@ -137,6 +143,14 @@ def _prepare_postgres(t: tenants.Tenant, timeout: float, log) -> None:
         compose.run("build", PG, profiles=[naming.POSTGRES_PROFILE])
     compose.run("up", "--detach", "--remove-orphans=false", PG, profiles=[naming.POSTGRES_PROFILE])
     health.wait([PG], timeout)
+    db = naming.database_name(t.name)
+    found = postgres_admin.superuser_query(f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = '{db}';\n",
+                                           "looking for the tenant's database")
+    if found.strip() != "0":
+        raise OpsError(f"PostgreSQL already has a database {db} (from an earlier time of tenant {t.name} on "
+                       f"PostgreSQL?): it is not overwritten; keep what you need of it (pg_dump), drop it (`DROP "
+                       f"DATABASE {db}` as the superuser), then retry")
+    journal.update(state, database_created=True)  # from here on, a rollback drops it
     postgres_admin.provision(pg, log=lambda m: log(f"tenant-migrate-db: {m}"))
 
 
@@ -258,10 +272,13 @@ def roll_back(state: dict, log=print) -> list[str]:
         compose.run("up", "--detach", "--remove-orphans=false", PG, profiles=[naming.POSTGRES_PROFILE])
         health.wait([PG], 300)
         db = naming.database_name(name)
-        postgres_admin.superuser_query(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n",
-                                       f"dropping PostgreSQL database {db}")
+        if state.get("database_created"):
+            postgres_admin.superuser_query(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\n",
+                                           f"dropping PostgreSQL database {db}")
+            lines.append(f"dropped PostgreSQL database {db}")
         postgres_admin.provision(postgres_admin.prepare(tenants.known_names()), log=log)
-        lines.append(f"dropped PostgreSQL database {db}; role {naming.database_role(name)} has no login again")
+        lines.append(f"PostgreSQL is as before: role {naming.database_role(name)} has no login, pg_hba.conf has no "
+                     f"line for it, the server left network {naming.tenant_network(name)}")
     stopped = state.get("stopped") or []
     if stopped:
         compose.run("up", "--detach", "--remove-orphans=false", *stopped, profiles=[naming.compose_profile(name)])
