@@ -441,11 +441,13 @@ def restore(c, backup, yes=False):
 @task(help={"rollback": "Roll an interrupted restore back to the data from before it, instead of finishing it."})
 @_fail_cleanly
 def recover(c, rollback=False):
-    """Finish or undo what an interrupted backup or restore left; say what was found and what was done.
+    """Finish or undo what an interrupted backup, restore or tenant-migrate-db left; say what was found and done.
 
     A backup's paused AOF rewrites and write pause are put back and its unfinished folder removed; an
     interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
-    services it stopped are started again. Safe to run any time: with nothing to do it says so.
+    services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
+    SQLite, its new PostgreSQL database dropped, its services started), or finished once its env file
+    says DATABASE=postgres. Safe to run any time: with nothing to do it says so.
     """
     from ops.data import recover as recovery
 
