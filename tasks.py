@@ -305,6 +305,31 @@ def tenant_add(c, name, port=0, project="", django_settings="", celery_app="", w
     textfile.write_certificates()  # its two new certificates (its own, its metrics exporter's)
 
 
+@task(help={"name": "The tenant whose data to move (it must be running, on SQLite).",
+            "to": "Where to move it: postgres (its own database and role on the deployment's PostgreSQL).",
+            "timeout": "Seconds to wait for PostgreSQL and for the tenant's services to turn healthy."})
+@_fail_cleanly
+def tenant_migrate_db(c, name, to="", timeout=300):
+    """Move a SQLite tenant's data (results and its project's tables) to its own PostgreSQL database.
+
+    The tenant serves on SQLite while PostgreSQL is prepared and its migrations run there; its web, workers and beat
+    stop only for the copy (every table in one transaction, every row count compared, sequences reset), then its env
+    file says DATABASE=postgres and it starts again. Any failure before that switch rolls back (the tenant stays on
+    SQLite); an interrupted run is rolled back or finished by `./invoke recover`. The SQLite file stays on the
+    tenant's volume until you remove it.
+    """
+    from ops.data import migrate_db
+
+    _need_root("tenant-migrate-db")
+    if not to:
+        raise OpsError(f"say where to move tenant {name}'s data: --to postgres")
+    try:
+        timeout = float(timeout)
+    except ValueError:
+        raise OpsError(f"--timeout {timeout!r} is not a number of seconds") from None
+    migrate_db.migrate(name, to, timeout=timeout)
+
+
 @task(help={"k": "Only tests matching this pytest -k expression.",
             "fast": "Skip the tests that need real containers.",
             "x": "Stop at the first failure."})
@@ -436,11 +461,13 @@ def restore(c, backup, yes=False):
 @task(help={"rollback": "Roll an interrupted restore back to the data from before it, instead of finishing it."})
 @_fail_cleanly
 def recover(c, rollback=False):
-    """Finish or undo what an interrupted backup or restore left; say what was found and what was done.
+    """Finish or undo what an interrupted backup, restore or tenant-migrate-db left; say what was found and done.
 
     A backup's paused AOF rewrites and write pause are put back and its unfinished folder removed; an
     interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
-    services it stopped are started again. Safe to run any time: with nothing to do it says so.
+    services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
+    SQLite, its new PostgreSQL database dropped, its services started), or finished once its env file
+    says DATABASE=postgres. Safe to run any time: with nothing to do it says so.
     """
     from ops.data import recover as recovery
 

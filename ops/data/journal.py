@@ -10,12 +10,15 @@ there BEFORE it is made, and forgotten once it was undone normally:
   partial  a folder being written (backups/.<stamp>.partial, backups/.pre-restore-<stamp>.partial)
   restore  the step a restore reached (down to each PostgreSQL tenant's database being restored), its
            backup, the services it stopped, its pre-restore copy (with a pg_dump of each such database)
+  migrate  the step a tenant's move from SQLite to PostgreSQL reached (tenant-migrate-db), the services it stopped
 
 A journal left behind by a killed process is told from one in use by the lock. The next task
 (`at_task_start()`, called by tasks.py's wrapper: a cheap file check when nothing is left) undoes what
 a backup left, one line per change: settings put back, pauses lifted, unfinished folders removed. A
 restore's journal is acted upon only by `./invoke recover` (finish it, or `--rollback`): until then
-`up`, `backup`, `restore`, `bgsave` and `flush-results` refuse with one line saying what to run.
+`up`, `backup`, `restore`, `bgsave` and `flush-results` refuse with one line saying what to run. So is a
+migration's (ops/data/migrate_db.py): recover rolls it back (the tenant back on SQLite, its PostgreSQL database
+dropped, its services started) or, once the env file says DATABASE=postgres, finishes it.
 
 An original value is never lost: an operation refuses to start while an older journal is still there
 (it could not be undone yet), so a second run can never record an already-changed value as the
@@ -267,7 +270,14 @@ def _undo_restore(entry: dict, op: str) -> str:
     raise OpsError("a restore is undone only by `./invoke recover`")
 
 
-UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore}
+def _undo_migrate(entry: dict, op: str) -> str:
+    # Starting services and dropping a database is recover's (ops/data/migrate_db.recover), never a task's start.
+    raise OpsError(f"a database migration of tenant {entry.get('tenant')} is finished or rolled back only by "
+                   "`./invoke recover`")
+
+
+UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore,
+        "migrate": _undo_migrate}
 
 
 def undo_all(journal: Journal) -> list[str]:
@@ -291,6 +301,20 @@ def describe_restore(doc: dict) -> str:
             f"(or `./invoke recover --rollback` to go back to the data before)")
 
 
+def describe_migrate(doc: dict, state: dict) -> str:
+    return (f"a database migration of tenant {state.get('tenant', '?')} was interrupted while {state.get('step', '?')} "
+            f"(pid {doc.get('pid')}, {doc.get('started')}): run `./invoke recover` to roll it back (the tenant back on "
+            "SQLite) or finish it (when its env file already says DATABASE=postgres)")
+
+
+def _held_for_recover(doc: dict) -> str | None:
+    """What only `./invoke recover` may act on in a leftover journal (a restore, a migration), in one line; or None."""
+    if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
+        return describe_restore(doc)
+    migrating = next((e for e in doc["entries"] if e["kind"] == "migrate"), None)
+    return describe_migrate(doc, migrating) if migrating is not None else None
+
+
 def at_task_start(task: str, log=print) -> None:
     """Cheap check at the start of every task: undo what a killed backup left; refuse on a half-restored Redis."""
     if task in NOT_CHECKED or not JOURNAL.exists():
@@ -302,9 +326,10 @@ def at_task_start(task: str, log=print) -> None:
         doc = load()
         if doc is None:
             return
-        if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
+        held = _held_for_recover(doc)
+        if held is not None:
             if task in REFUSE_WHILE_RESTORE:
-                raise OpsError(describe_restore(doc))
+                raise OpsError(held)
             return
         log(f"recover: an interrupted {doc['op']} (pid {doc.get('pid')}, {doc.get('started')}) left changes; "
             "undoing them")

@@ -16,6 +16,7 @@ also holds what isolates tenants from each other:
              named by NAME_FILE variables: `docker inspect` shows no secret
   limits     memory (no swap beyond it), CPUs and pids of each role, from the tenant's env file
 """
+import contextlib
 import os
 import shlex
 import subprocess
@@ -209,13 +210,27 @@ def postgres_networks(on_postgres) -> list[str]:
     return [naming.tenant_network(n) for n in on_postgres] + [POSTGRES_OPS_NETWORK]
 
 
+_MOVING: set[str] = set()  # tenants being moved to PostgreSQL by tenant-migrate-db (see moving_to_postgres)
+
+
+@contextlib.contextmanager
+def moving_to_postgres(name: str):
+    """While a tenant's data moves to PostgreSQL (ops/data/migrate_db.py), the server joins its network as for a
+    PostgreSQL tenant, before its env file says DATABASE=postgres (written last): its one-off containers reach it."""
+    _MOVING.add(name)
+    try:
+        yield
+    finally:
+        _MOVING.discard(name)
+
+
 def generate(names=None) -> dict:
     names = tenants.known_names() if names is None else names
     services, volumes = {}, {}
     on_postgres = []
     for name in names:
         declared = tenants.declared(name)  # its env file, read once
-        if declared.spec.on_postgres:
+        if declared.spec.on_postgres or name in _MOVING:
             on_postgres.append(name)
         services.update(tenant_services(declared))
         services[naming.metrics_service(name)] = metrics_service(declared)

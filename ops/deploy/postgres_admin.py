@@ -41,9 +41,13 @@ class Prepared:
     needed: bool  # a tenant being started is on PostgreSQL
 
 
-def databases(names) -> list[model.TenantDatabase]:
-    """The tenants on PostgreSQL among `names`, from their env files (the ones that exist)."""
+def databases(names, moving=()) -> list[model.TenantDatabase]:
+    """The tenants on PostgreSQL among `names`, from their env files (the ones that exist); `moving`: tenants counted
+    as on PostgreSQL before their env file says so (tenant-migrate-db: its role, database and pg_hba line first)."""
     settings = {n: read_env(tenants.env_path(n)) for n in names if tenants.env_path(n).exists()}
+    for n in moving:
+        if n in settings:
+            settings[n] = {**settings[n], "DATABASE": "postgres"}
     try:
         return model.tenant_databases(settings)
     except ValueError as exc:  # a setting the env file's own validation lets through should never get here
@@ -99,10 +103,11 @@ def render(found: list[model.TenantDatabase], folder: Path | None = None) -> boo
     return _install(folder, HBA_FILE, model.pg_hba(found), verify=verify_hba)
 
 
-def prepare(names, selected=()) -> Prepared:
+def prepare(names, selected=(), moving=()) -> Prepared:
     """Before anything starts: the budget (one line), then the rendered files. Every known tenant (`names`) counts:
-    the server holds the roles of all of them, started or not; `selected` (tenants.Tenant) decides whether it starts."""
-    found = databases(names)
+    the server holds the roles of all of them, started or not; `selected` (tenants.Tenant) decides whether it starts;
+    `moving`: see databases()."""
+    found = databases(names, moving)
     check_budget(found)
     return Prepared(found, render(found), needed(selected))
 
@@ -120,6 +125,11 @@ def superuser_sql(sql: str, what: str, *args: str, timeout: float = 120) -> str:
     if "ERROR:" in (out.stderr or ""):
         raise OpsError(f"{what} failed: {next(ln for ln in out.stderr.splitlines() if 'ERROR:' in ln)[:300]}")
     return out.stdout
+
+
+def superuser_query(sql: str, what: str, database: str = naming.POSTGRES_MAINTENANCE_DB) -> str:
+    """`sql` as the bootstrap superuser over the server's socket, on `database`; unaligned output, tab-separated."""
+    return superuser_sql(sql, what, "-At", "-F", "\t", "-d", database)  # psql takes the last -d
 
 
 def stored_verifiers(roles: list[str]) -> dict[str, str]:
