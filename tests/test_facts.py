@@ -29,7 +29,7 @@ FACTS = {
     "placeholder": (re.compile(re.escape(envs.PLACEHOLDER)), envs.PLACEHOLDER),
     "image-names": (re.compile(rf"{IMAGE_REPO}/({'|'.join(COMPONENTS)})"), None),
     "redis-volume": (re.compile(rf"\b{naming.REDIS_DATA_VOLUME}\b"), naming.REDIS_DATA_VOLUME),
-    "tenant-prefix": (re.compile(r"[\"'`]tenant-(?!add)"), None),
+    "tenant-prefix": (re.compile(r"[\"'`]tenant-(?!add|migrate-db)"), None),  # not the task names
     "visibility-default": (re.compile(rf"(?i)visibility.*\b{VISIBILITY}\b"), None),
     "time-limit-default": (re.compile(rf"(?i)time_limit\W{{0,5}}{TIME_LIMIT}\b"), None),
 }
