@@ -150,7 +150,11 @@ def test_migration_killed_after_the_copy_is_rolled_back_by_recover(mig):
 
 
 def test_migration_moves_every_row_and_the_tenant_works_on_postgres(mig):
+    server_started = d.inspect(postgres.SERVER)["State"]["StartedAt"]
     out = d.invoke("tenant-migrate-db", MIG, "--to", "postgres", timeout=900).stdout
+    # the running server joined the tenant's network live: pgb and pgc kept their connections
+    assert d.inspect(postgres.SERVER)["State"]["StartedAt"] == server_started
+    assert f"PostgreSQL joined network {naming.tenant_network(MIG)} while running" in out
     assert re.search(r"copy: table django_celery_results_taskresult: \d+ rows", out), out[-3000:]
     assert "/data/db.sqlite3" in out and "stays on volume" in out
     assert _database() == "postgres"
