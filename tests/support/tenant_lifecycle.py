@@ -4,7 +4,7 @@ PostgreSQL its database and role."""
 import subprocess
 
 from deployment import naming
-from ops.config.paths import TLS
+from ops.config.paths import INSTANCE, TLS
 from ops.config.tenants import env_path
 from ops.deploy import containers, redis_admin
 from tests.support import deployment as d
@@ -23,6 +23,11 @@ def remove(name: str) -> None:
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume(name))], capture_output=True)
     redis_admin.unlink_matching(d.client(), naming.key_prefix(name) + "*")
     d.invoke("init")  # the one ACL writer removes its users from the auth file and the live Redis
+    # Its network: the running servers leave it (the next `up` would do it; none may come before other tests look)
+    network = INSTANCE.network(naming.tenant_network(name))
+    for server in (naming.REDIS_SERVICE, naming.POSTGRES_SERVICE):
+        subprocess.run(["docker", "network", "disconnect", network, d.container(server)], capture_output=True)
+    subprocess.run(["docker", "network", "rm", network], capture_output=True)
     if d.inspect_running(naming.POSTGRES_SERVICE):
         from tests.support import postgres
 
