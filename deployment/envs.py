@@ -31,6 +31,9 @@ class Setting:
     decimal: bool = False  # a number with a fraction (CPUs), validated against low..high
     item: str = ""  # list settings: a regex every comma-separated item must match in full
     pattern: str = ""  # single-value text settings: a regex the whole value must match
+    # A secret row newer than the env files already written (an upgrade): `up` runs init, which generates it into
+    # them. A missing older secret is the operator's slip, refused in one line instead (secrets.check_all).
+    generated_on_upgrade: bool = False
 
     @property
     def is_list(self) -> bool:
@@ -85,7 +88,7 @@ TENANT_SETTINGS: tuple[Setting, ...] = (
     # Generated for every tenant (SQLite ones too), so switching to postgres needs no new secret; delivered as a
     # file only, and the server gets only its SCRAM verifier (deployment/postgres.py), never the password.
     Setting("DATABASE_PASSWORD", "Password of the tenant's PostgreSQL role (used only with DATABASE=postgres).",
-            PLACEHOLDER, secret=True),
+            PLACEHOLDER, secret=True, generated_on_upgrade=True),
     # Resource limits of the tenant's containers (Compose mem_limit, cpus, pids_limit). The defaults let two
     # tenants and Redis share 2 cores and a few GiB: CPU limits are caps, not reservations, so they may add
     # up to more than the cores; memory limits add up to 3.5 GiB for two tenants (Redis: compose.yaml).

@@ -92,3 +92,35 @@ def test_auth_file_is_derived_from_the_env_files():
     assert "user tenant-a reset on >" in text and "~tenant-a:* resetchannels &tenant-a:*" in text
     # Valkey 8.1 knows CLIENT SETINFO (redis-py sends it on every connect): granted, so no ACL LOG entry.
     assert "+client|setinfo" in text
+
+
+def test_a_secret_row_newer_than_the_env_file_is_generated_and_an_older_missing_one_refused():
+    """DATABASE_PASSWORD arrived after tenants' env files were written: an env file without it makes `up` run init,
+    which adds it and keeps everything else. A REDIS_PASSWORD deleted by hand is the operator's slip: no new password
+    behind the tenant's running processes, the one-line refusal of check_all instead."""
+    from ops.config.envfile import read_env
+    from ops.config.tenants import env_path
+
+    invoke("init")
+    path = env_path("b")
+    original = path.read_text()
+    try:
+        path.write_text("".join(ln for ln in original.splitlines(keepends=True)
+                                if not ln.startswith("DATABASE_PASSWORD=")))
+        assert secrets.missing()
+        invoke("init")
+        values = read_env(path)
+        assert values["DATABASE_PASSWORD"] not in ("", envs.PLACEHOLDER)
+        assert {k: v for k, v in values.items() if k != "DATABASE_PASSWORD"} == {
+            k: v for k, v in read_env_text(original).items() if k != "DATABASE_PASSWORD"}
+        path.write_text("".join(ln for ln in original.splitlines(keepends=True)
+                                if not ln.startswith("REDIS_PASSWORD=")))
+        assert not secrets.missing()
+        with pytest.raises(OpsError, match="missing REDIS_PASSWORD"):
+            secrets.check_all(["a", "b"])
+    finally:
+        path.write_text(original)
+
+
+def read_env_text(text: str) -> dict:
+    return dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln and not ln.lstrip().startswith("#"))

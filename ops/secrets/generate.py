@@ -158,13 +158,13 @@ def missing() -> bool:
               *(f for cn in certificate_names(names) for f in _tls_files(cn))]  # a certificate added since, too
     if not all(p.exists() for p in needed):
         return True
-    # A secret row added since (REDIS_MONITORING_SECRET, a tenant's DATABASE_PASSWORD): init generates it.
-    files = {REDIS_ENV: envs.REDIS_SETTINGS, **{tenants.env_path(n): envs.TENANT_SETTINGS for n in names}}
-    for path, table in files.items():
-        needed_rows = {s.name for s in table if s.secret and s.required}
-        if not needed_rows <= {k for k, v in read_env(path).items() if v}:
-            return True
-    return False
+    # A secret row added since: init generates it. Every secret of redis.env (REDIS_MONITORING_SECRET was one);
+    # in a tenant's file only the rows marked generated_on_upgrade (DATABASE_PASSWORD): a tenant whose REDIS_PASSWORD
+    # was deleted by hand is refused in one line (check_all), not given a new password behind its running processes.
+    files = {REDIS_ENV: {s.name for s in envs.REDIS_SETTINGS if s.secret and s.required},
+             **{tenants.env_path(n): {s.name for s in envs.TENANT_SETTINGS if s.generated_on_upgrade}
+                for n in names}}
+    return any(not rows <= {k for k, v in read_env(path).items() if v} for path, rows in files.items())
 
 
 def check_all(tenant_names) -> None:
