@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,7 @@ from ops.data import journal as jn
 from ops.deploy import compose, containers, health, redis_admin
 from ops.engine import daemons, dockerd, provision
 from tests.support import deployment as d
+from tests.support import faults
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 SETTING = "auto-aof-rewrite-percentage"
@@ -32,52 +32,6 @@ SERVICES = ["redis"] + [naming.service_name(t, r) for t in ("a", "b") for r in n
 # ---- helpers -----------------------------------------------------------------------------------
 def _setting() -> str:
     return redis_admin.config_get(d.client(), SETTING)
-
-
-def _start(args: list[str], step: str, action: str, out: Path) -> subprocess.Popen:
-    env = {**os.environ, jn.FAULT_VAR: step, jn.FAULT_ACTION_VAR: action}
-    # Output to files, not pipes: a full pipe would block the task before it reaches its step.
-    return subprocess.Popen([d.INVOKE, *args], cwd=INSTANCE.root, env=env, stdin=subprocess.DEVNULL,
-                            stdout=open(out / "stdout", "w"), stderr=open(out / "stderr", "w"))
-
-
-def _killed_at(args: list[str], step: str, tmp_path: Path) -> str:
-    """Run ./invoke ARGS until it SIGKILLs itself at `step`; returns its output."""
-    proc = _start(args, step, "kill", tmp_path)
-    code = proc.wait(timeout=600)
-    out = (tmp_path / "stdout").read_text()
-    err = (tmp_path / "stderr").read_text()[-2000:]
-    assert code == -signal.SIGKILL, f"exit {code}, never reached {step}:\n{out[-2000:]}\n{err}"
-    assert f"fault: {step}" in out
-    return out
-
-
-def _stopped_at(args: list[str], step: str, tmp_path: Path) -> subprocess.Popen:
-    """Run ./invoke ARGS until it SIGSTOPs itself at `step` (the caller SIGCONTs it)."""
-    proc = _start(args, step, "stop", tmp_path)
-
-    def pending():
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode} before {step}: {(tmp_path / 'stderr').read_text()[-2000:]}")
-        return None if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T" else step
-    wait_until(pending, timeout=600, what="the task", interval=0.2)
-    return proc
-
-
-def _continue(proc: subprocess.Popen, tmp_path: Path) -> tuple[int, str, str]:
-    os.kill(proc.pid, signal.SIGCONT)
-    code = proc.wait(timeout=600)
-    return code, (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
-    return lines[0]
-
-
-def _partials() -> list[str]:
-    return sorted(p.name for p in BACKUPS.glob(".*.partial")) if BACKUPS.is_dir() else []
 
 
 def _dataset(tag: str) -> dict:
@@ -114,7 +68,7 @@ def _next_backup_and_restore_succeed(data: dict) -> None:
     out = d.invoke("restore", name, "--yes").stdout
     assert "key counts match the manifest" in out
     _assert_intact(data)
-    assert not _partials() and not jn.JOURNAL.exists()
+    assert not faults.partials() and not jn.JOURNAL.exists()
 
 
 def _all_healthy() -> None:
@@ -133,8 +87,8 @@ def _setting_back():
 @pytest.mark.parametrize("step", ["paused-rewrites", "bgsave", "copy", "verify"])
 def test_backup_killed_at_a_step_is_undone_by_the_next_task(step, tmp_path, _setting_back):
     data = _dataset(f"bk-{step}")
-    _killed_at(["backup"], step, tmp_path)
-    assert jn.JOURNAL.exists() and _partials()
+    faults.killed_at(["backup"], step, tmp_path)
+    assert jn.JOURNAL.exists() and faults.partials()
     if step != "verify":  # from verification on, the backup had put the setting back itself
         assert _setting() == "0"
 
@@ -145,7 +99,7 @@ def test_backup_killed_at_a_step_is_undone_by_the_next_task(step, tmp_path, _set
         assert f"recover: set {SETTING} back to {_setting_back} (changed by the backup)" in told
     if step in ("bgsave", "copy"):
         assert "recover: client writes unpaused (paused by the backup)" in told
-    assert _setting() == _setting_back and not _partials() and not jn.JOURNAL.exists()
+    assert _setting() == _setting_back and not faults.partials() and not jn.JOURNAL.exists()
     _assert_intact(data)
     _next_backup_and_restore_succeed(data)
 
@@ -154,12 +108,12 @@ def test_two_interrupted_backups_in_a_row_never_lose_the_original(tmp_path, _set
     data = _dataset("twice")
     for i in range(2):  # the second backup's own start undoes the first: it never sees 0 as "original"
         (tmp_path / str(i)).mkdir()
-        out = _killed_at(["backup"], "paused-rewrites", tmp_path / str(i))
+        out = faults.killed_at(["backup"], "paused-rewrites", tmp_path / str(i))
         assert f"auto-aof-rewrite-percentage was {_setting_back})" in out
         assert _setting() == "0"
     out = d.invoke("recover").stdout
     assert f"recover: set {SETTING} back to {_setting_back} (changed by the backup)" in out
-    assert _setting() == _setting_back and not _partials()
+    assert _setting() == _setting_back and not faults.partials()
     assert d.invoke("recover").stdout.strip().endswith(f"no interrupted operation on instance {INSTANCE.name}")
     _next_backup_and_restore_succeed(data)
 
@@ -180,10 +134,10 @@ def test_restore_killed_at_a_step_is_finished_by_recover(step, restore_source, t
     c = d.client()
     c.set("tenant-a:fault:after-backup", "not in the backup")
     time.sleep(1.5)
-    _killed_at(["restore", name, "--yes"], step, tmp_path)
+    faults.killed_at(["restore", name, "--yes"], step, tmp_path)
 
     refused = d.invoke("up", "--tenant", "a", check=False)
-    line = _one_error_line(refused.stderr)
+    line = faults.one_error_line(refused.stderr)
     assert refused.returncode == 2
     assert f"a restore of backup {name} was interrupted" in line and "./invoke recover" in line
 
@@ -197,7 +151,7 @@ def test_restore_killed_at_a_step_is_finished_by_recover(step, restore_source, t
         assert any(x.startswith("recover: finished") or "already in place" in x for x in told), out
         assert c.get("tenant-a:fault:after-backup") is None
     _all_healthy()
-    assert not _partials() and not jn.JOURNAL.exists()
+    assert not faults.partials() and not jn.JOURNAL.exists()
     _assert_intact(data)
     c.delete("tenant-a:fault:after-backup")
     _next_backup_and_restore_succeed(data)
@@ -208,7 +162,7 @@ def test_recover_rollback_undoes_a_half_done_restore(restore_source, tmp_path):
     c = d.client()
     c.set("tenant-a:fault:after-backup", "kept by the rollback")
     time.sleep(1.5)
-    _killed_at(["restore", name, "--yes"], "putting-back", tmp_path)
+    faults.killed_at(["restore", name, "--yes"], "putting-back", tmp_path)
     out = d.invoke("recover", "--rollback").stdout
     assert "recover: rolled back: the data from before the restore is live again" in out
     assert c.get("tenant-a:fault:after-backup") == b"kept by the rollback"
@@ -235,10 +189,10 @@ def test_backup_and_restore_refuse_when_the_disk_is_too_small(small_backups_disk
     name, data = restore_source
     started = d.inspect(d.container("tenant-a-web"))["State"]["StartedAt"]
     proc = d.invoke("backup", check=False)
-    line = _one_error_line(proc.stderr)
+    line = faults.one_error_line(proc.stderr)
     assert proc.returncode == 2 and re.search(rf"backup needs about [\d.]+ MiB free in {re.escape(str(BACKUPS))} "
                                               r".* but only [\d.]+ MiB is free", line), line
-    assert not _partials()
+    assert not faults.partials()
 
     # restore's pre-restore copy goes to the same full folder: refused before anything is stopped
     source = tmp_path / name
@@ -248,7 +202,7 @@ def test_backup_and_restore_refuse_when_the_disk_is_too_small(small_backups_disk
     finally:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(BACKUPS)], check=True)
     proc = d.invoke("restore", str(source), "--yes", check=False)
-    line = _one_error_line(proc.stderr)
+    line = faults.one_error_line(proc.stderr)
     assert proc.returncode == 2 and "(the pre-restore copy of the live data) needs about" in line, line
     assert d.inspect(d.container("tenant-a-web"))["State"]["StartedAt"] == started
     _assert_intact(data)
@@ -257,19 +211,13 @@ def test_backup_and_restore_refuse_when_the_disk_is_too_small(small_backups_disk
 @pytest.mark.parametrize("small_backups_disk", ["32m"], indirect=True)
 def test_disk_filling_up_during_the_copy_ends_in_one_line(small_backups_disk, tmp_path, _setting_back):
     data = _dataset("enospc")
-    proc = _stopped_at(["backup"], "copy", tmp_path)
+    proc = faults.stopped_at(["backup"], "copy", tmp_path)
     filler = BACKUPS / "filler"
-    with open(filler, "wb") as fh:  # another process fills the disk while the backup copies
-        try:
-            while True:
-                fh.write(b"\0" * (1 << 20))
-                fh.flush()
-        except OSError:
-            pass
-    code, out, err = _continue(proc, tmp_path)
-    line = _one_error_line(err)
+    faults.fill_disk(filler)  # another process fills the disk while the backup copies
+    code, out, err = faults.resume(proc, tmp_path)
+    line = faults.one_error_line(err)
     assert code == 2 and "no space left on the device" in line and line.endswith("nothing was kept"), line
-    assert not _partials() and not jn.JOURNAL.exists() and _setting() == _setting_back
+    assert not faults.partials() and not jn.JOURNAL.exists() and _setting() == _setting_back
     _assert_intact(data)
     filler.unlink()
     _next_backup_and_restore_succeed(data)
@@ -278,13 +226,13 @@ def test_disk_filling_up_during_the_copy_ends_in_one_line(small_backups_disk, tm
 # ---- Redis dies mid-backup ---------------------------------------------------------------------
 def test_redis_killed_during_a_backup(tmp_path, _setting_back):
     data = _dataset("redis-killed")
-    proc = _stopped_at(["backup"], "bgsave", tmp_path)
+    proc = faults.stopped_at(["backup"], "bgsave", tmp_path)
     subprocess.run(["docker", "kill", d.container("redis")], check=True, capture_output=True)  # this instance's only
-    code, out, err = _continue(proc, tmp_path)
-    line = _one_error_line(err)
+    code, out, err = faults.resume(proc, tmp_path)
+    line = faults.one_error_line(err)
     assert code == 2, line
     assert re.match(r"error: backup \S+ failed: .*Redis", line) and line.endswith("nothing was kept"), line
-    assert not _partials()
+    assert not faults.partials()
     d.invoke("up")
     _all_healthy()
     assert not jn.JOURNAL.exists()
@@ -387,6 +335,6 @@ def test_backups_and_pre_restore_copies_are_private_and_restore_refuses_tampered
         victim = copy / "redis" / "dump.rdb"
         victim.chmod(0o620) if change == "chmod" else os.chown(victim, 4242, 4242)
         proc = d.invoke("restore", str(copy), "--yes", check=False)
-        line = _one_error_line(proc.stderr)
+        line = faults.one_error_line(proc.stderr)
         assert proc.returncode == 2 and "is not safe to restore: redis/dump.rdb" in line and needle in line, line
     _assert_intact(data)

@@ -4,19 +4,17 @@ backup ends in one line with nothing kept."""
 import json
 import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from deployment import naming
-from ops.config.paths import BACKUPS, INSTANCE
-from ops.core.run import wait_until
+from ops.config.paths import BACKUPS
 from ops.data import journal as jn
 from ops.deploy import redis_admin
 from tests.support import deployment as d
-from tests.support import postgres
+from tests.support import faults, postgres
 
 pytestmark = pytest.mark.usefixtures("postgres_tenants_up")
 NOTES = ("CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);"
@@ -104,25 +102,15 @@ def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
 
 
 # ---- faults ----------------------------------------------------------------------------------------------------
-def _partials() -> list[str]:
-    return sorted(p.name for p in BACKUPS.glob(".*.partial")) if BACKUPS.is_dir() else []
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
-    return lines[0]
-
-
 def test_a_backup_while_postgresql_is_down_names_the_tenant_and_keeps_nothing():
     server = postgres.SERVER
     subprocess.run(["docker", "stop", server], check=True, capture_output=True)
     try:
         proc = d.invoke("backup", check=False)
-        line = _one_error_line(proc.stderr)
+        line = faults.one_error_line(proc.stderr)
         assert proc.returncode == 2 and line.startswith("error: PostgreSQL is not running, and tenant pgb keeps its "
                                                         "database there"), line
-        assert "./invoke up --tenant pgb" in line and not _partials() and not jn.JOURNAL.exists()
+        assert "./invoke up --tenant pgb" in line and not faults.partials() and not jn.JOURNAL.exists()
     finally:
         subprocess.run(["docker", "start", server], check=True, capture_output=True)
         from ops.deploy import health
@@ -148,28 +136,12 @@ def backups_disk_just_big_enough():
 
 def test_a_full_disk_during_the_dumps_ends_in_one_line_and_keeps_nothing(backups_disk_just_big_enough, tmp_path):
     setting = redis_admin.config_get(d.client(), "auto-aof-rewrite-percentage")
-    env = {**os.environ, jn.FAULT_VAR: "pg-dump", jn.FAULT_ACTION_VAR: "stop"}
-    # Output to files, not pipes: a full pipe would block the task before it reaches its step.
-    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen([d.INVOKE, "backup"], cwd=INSTANCE.root, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err)
-
-    def stopped():
-        assert proc.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
-        return None if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T" else "pg-dump"
-    wait_until(stopped, timeout=300, what="the backup", interval=0.2)
-    with open(BACKUPS / "filler", "wb") as fh:  # another process fills the disk as the dumps begin
-        try:
-            while True:
-                fh.write(b"\0" * (1 << 20))
-                fh.flush()
-        except OSError:
-            pass
-    os.kill(proc.pid, signal.SIGCONT)
-    code = proc.wait(timeout=300)
-    line = _one_error_line((tmp_path / "stderr").read_text())
+    proc = faults.stopped_at(["backup"], "pg-dump", tmp_path, timeout=300)
+    faults.fill_disk(BACKUPS / "filler")  # another process fills the disk as the dumps begin
+    code, out, err = faults.resume(proc, tmp_path)
+    line = faults.one_error_line(err)
     assert code == 2 and "no space left on the device" in line and line.endswith("nothing was kept"), line
-    assert "fault: pg-dump" in (tmp_path / "stdout").read_text()
-    assert not _partials() and not jn.JOURNAL.exists()
+    assert "fault: pg-dump" in out
+    assert not faults.partials() and not jn.JOURNAL.exists()
     assert redis_admin.config_get(d.client(), "auto-aof-rewrite-percentage") == setting  # the journal's undo
     (BACKUPS / "filler").unlink()
