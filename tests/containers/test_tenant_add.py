@@ -1,15 +1,14 @@
 """`./invoke tenant-add c` is all it takes: `./invoke up --tenant c` then runs c's tasks, isolated from a."""
-import subprocess
 
 import pytest
 
 import redis
 from deployment import naming
 from ops.config.envfile import rel
-from ops.config.paths import INSTANCE, REDIS_AUTH_CONF, TLS
+from ops.config.paths import INSTANCE, REDIS_AUTH_CONF
 from ops.config.tenants import env_path
-from ops.deploy import containers, redis_admin
 from tests.support import deployment as d
+from tests.support import tenant_lifecycle
 
 pytestmark = pytest.mark.usefixtures("tenants_up")
 
@@ -17,13 +16,7 @@ pytestmark = pytest.mark.usefixtures("tenants_up")
 @pytest.fixture
 def tenant_c():
     yield "c"
-    d.invoke("down", "--tenant", "c", check=False)
-    certificates = [TLS / f"{cn}.{ext}" for cn in ("tenant-c", "tenant-c-metrics") for ext in ("crt", "key")]
-    for path in (env_path("c"), *certificates):
-        path.unlink(missing_ok=True)
-    subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume("c"))], capture_output=True)
-    redis_admin.unlink_matching(d.client(), naming.key_prefix("c") + "*")
-    out = d.invoke("init").stdout  # the one ACL writer removes tenant c from the auth file and the live Redis
+    out = tenant_lifecycle.remove("c")
     assert f"removed {naming.redis_user('c')}, {naming.metrics_user('c')} to the running Redis" in out
 
 

@@ -14,7 +14,8 @@ def add(name: str, *flags: str) -> str:
     return d.invoke("tenant-add", name, *flags).stdout
 
 
-def remove(name: str) -> None:
+def remove(name: str) -> str:
+    """Every trace of tenant `name`; returns what `init` said (it removes the tenant's ACL users)."""
     d.invoke("down", "--tenant", name, check=False)
     certificates = [TLS / f"{cn}.{ext}" for cn in (naming.redis_user(name), naming.metrics_user(name))
                     for ext in ("crt", "key")]
@@ -22,7 +23,7 @@ def remove(name: str) -> None:
         path.unlink(missing_ok=True)
     subprocess.run(["docker", "volume", "rm", "-f", containers.volume(naming.data_volume(name))], capture_output=True)
     redis_admin.unlink_matching(d.client(), naming.key_prefix(name) + "*")
-    d.invoke("init")  # the one ACL writer removes its users from the auth file and the live Redis
+    said = d.invoke("init").stdout  # the one ACL writer removes its users from the auth file and the live Redis
     # Its network: the running servers leave it (the next `up` would do it; none may come before other tests look)
     network = INSTANCE.network(naming.tenant_network(name))
     for server in (naming.REDIS_SERVICE, naming.POSTGRES_SERVICE):
@@ -34,3 +35,4 @@ def remove(name: str) -> None:
         db, role = naming.database_name(name), naming.database_role(name)
         postgres.superuser(f"DROP DATABASE IF EXISTS {db} WITH (FORCE);\nDROP ROLE IF EXISTS {role};\n"
                            f"DROP ROLE IF EXISTS {naming.database_metrics_role(name)};\n")
+    return said
