@@ -25,8 +25,8 @@ from deployment.instance import UIDS
 from ops.config.envfile import read_env
 from ops.config.paths import ARTIFACTS, INSTANCE, ROOT
 from ops.core.run import wait_until
-from ops.engine import testenv
 from tests.containers.test_tenant_networks import _ip, _networks, _probe
+from tests.support import browser
 from tests.support import deployment as d
 
 BACKLOG = 600
@@ -34,8 +34,6 @@ BACKLOG = 600
 FAST = {"PROMETHEUS_SCRAPE_SECONDS": "2", "PROMETHEUS_EVALUATION_SECONDS": "2", "ALERT_FOR_SECONDS": "10",
         "ALERTMANAGER_GROUP_WAIT_SECONDS": "1"}
 SCREENSHOT = ARTIFACTS / "prometheus-queue-depth.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUEUE_DEPTH_B = 'tenantstack_queue_depth{tenant="b"}'
 # Debian's Prometheus 2.53 carries only the classic UI, under /classic/ (its /graph is a page saying so).
 CLASSIC_GRAPH = "/classic/graph"
@@ -124,22 +122,19 @@ def _receiver_log() -> list[dict]:
 
 
 def _screenshot_graph() -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    testenv.ensure_host_packages()
     url = (f"http://127.0.0.1:{INSTANCE.prometheus_port}{CLASSIC_GRAPH}?g0.expr={urllib.parse.quote(QUEUE_DEPTH_B)}"
            "&g0.tab=0&g0.range_input=5m")
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=testenv.CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(url)
-            expect(page.locator(".graph_area svg path").first).to_be_visible(timeout=30_000)
-            expect(page.locator(".legend")).to_contain_text('tenant="b"', timeout=30_000)
-            page.screenshot(path=str(SCREENSHOT))
-        finally:
-            browser.close()
+
+    def scenario(page):
+        page.goto(url)
+        expect(page.locator(".graph_area svg path").first).to_be_visible(timeout=30_000)
+        expect(page.locator(".legend")).to_contain_text('tenant="b"', timeout=30_000)
+        page.screenshot(path=str(SCREENSHOT))
+
+    browser.drive(scenario)
     assert SCREENSHOT.stat().st_size > 10_000
 
 

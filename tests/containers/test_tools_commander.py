@@ -18,13 +18,10 @@ import redis
 from deployment import naming
 from deployment.instance import UIDS
 from ops.config.paths import ARTIFACTS, COMMANDER_SETTINGS, INSTANCE
-from ops.engine import testenv
 from ops.secrets import commander as tools
+from tests.support import browser
 from tests.support.deployment import client, container, inspect, invoke, redis_env
 
-# What Chromium needs to run headless as root in a container-less sandbox with no network of its own.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = ARTIFACTS / "redis-commander.png"
 # Long enough to ride out a Redis restart by a concurrent `./invoke up` (the UI reconnects within ~15 s).
 UI_TIMEOUT_MS = 30_000
@@ -156,50 +153,48 @@ def _refusals_of_the_ui() -> list[dict]:
 
 def test_browser_signs_in_and_shows_both_tenants_keys_and_a_value(commander_url, seeded):
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    testenv.ensure_host_packages()
     env = redis_env()
     (key_a, value_a), (key_b, _) = sorted(seeded.items())
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=testenv.CHROMIUM, args=CHROMIUM_ARGS)
+
+    def scenario(page):
+        record = _PageRecord(page, env["COMMANDER_HTTP_PASSWORD"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            record = _PageRecord(page, env["COMMANDER_HTTP_PASSWORD"])
-            try:
-                page.goto(commander_url)
-                expect(page.locator("#signinModal")).to_be_visible(timeout=UI_TIMEOUT_MS)
-                # Settled as a person would see it: faded in, and its `shown` handler has focused the user field.
-                expect(page.locator("#signinModal.in #signinUsername")).to_be_focused(timeout=UI_TIMEOUT_MS)
-                expect(page.locator("#keyTree")).not_to_contain_text("tenant-a")
-                page.fill("#signinUsername", env["COMMANDER_HTTP_USER"])
-                page.fill("#signinPassword", env["COMMANDER_HTTP_PASSWORD"])
-                with page.expect_navigation(timeout=UI_TIMEOUT_MS):  # an accepted login reloads the page
-                    page.click("#signinButton")
-                assert page.evaluate("sessionStorage.getItem('redisCommanderBearerToken')"), "no session"
-                for key in (key_a, key_b):
-                    folder = page.locator(f'[id="{CONNECTION}:{key.split(":")[0]}:"]')
-                    expect(folder).to_be_visible(timeout=UI_TIMEOUT_MS)
-                    if "jstree-closed" in (folder.get_attribute("class") or ""):
-                        folder.locator(":scope > i.jstree-ocl").click()
-                    expect(page.locator(f'[id="{CONNECTION}:{key}_anchor"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
-                page.locator(f'[id="{CONNECTION}:{key_a}_anchor"]').click()
-                expect(page.locator("#body")).to_contain_text(f"Key: {key_a}", timeout=UI_TIMEOUT_MS)
-                expect(page.locator("#body textarea").first).to_have_value(value_a)
-                # The JSON view of the value is rendered (the viewer's script loaded), not its error text.
-                expect(page.locator("#jqtree_string_div")).to_contain_text(value_a)
-                page.screenshot(path=str(SCREENSHOT))
-                # Every file the UI loads is served: none is missing or behind the login.
-                assert not record.refused, record.refused
-                # ...and nothing the UI sent on the way (connect, server info, key tree, value) was refused by
-                # Redis: its ACL rule (deployment/acl.py COMMANDER_COMMANDS) covers its whole normal traffic.
-                assert not _refusals_of_the_ui(), _refusals_of_the_ui()
-            except (AssertionError, PlaywrightError) as exc:
-                raise AssertionError(f"{exc}\n--- the page:\n" + "\n".join(record.lines)
-                                     + f"\n--- redis-commander: {_commander_state()}") from None
-        finally:
-            browser.close()
+            page.goto(commander_url)
+            expect(page.locator("#signinModal")).to_be_visible(timeout=UI_TIMEOUT_MS)
+            # Settled as a person would see it: faded in, and its `shown` handler has focused the user field.
+            expect(page.locator("#signinModal.in #signinUsername")).to_be_focused(timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#keyTree")).not_to_contain_text("tenant-a")
+            page.fill("#signinUsername", env["COMMANDER_HTTP_USER"])
+            page.fill("#signinPassword", env["COMMANDER_HTTP_PASSWORD"])
+            with page.expect_navigation(timeout=UI_TIMEOUT_MS):  # an accepted login reloads the page
+                page.click("#signinButton")
+            assert page.evaluate("sessionStorage.getItem('redisCommanderBearerToken')"), "no session"
+            for key in (key_a, key_b):
+                folder = page.locator(f'[id="{CONNECTION}:{key.split(":")[0]}:"]')
+                expect(folder).to_be_visible(timeout=UI_TIMEOUT_MS)
+                if "jstree-closed" in (folder.get_attribute("class") or ""):
+                    folder.locator(":scope > i.jstree-ocl").click()
+                expect(page.locator(f'[id="{CONNECTION}:{key}_anchor"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+            page.locator(f'[id="{CONNECTION}:{key_a}_anchor"]').click()
+            expect(page.locator("#body")).to_contain_text(f"Key: {key_a}", timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#body textarea").first).to_have_value(value_a)
+            # The JSON view of the value is rendered (the viewer's script loaded), not its error text.
+            expect(page.locator("#jqtree_string_div")).to_contain_text(value_a)
+            page.screenshot(path=str(SCREENSHOT))
+            # Every file the UI loads is served: none is missing or behind the login.
+            assert not record.refused, record.refused
+            # ...and nothing the UI sent on the way (connect, server info, key tree, value) was refused by
+            # Redis: its ACL rule (deployment/acl.py COMMANDER_COMMANDS) covers its whole normal traffic.
+            assert not _refusals_of_the_ui(), _refusals_of_the_ui()
+        except (AssertionError, PlaywrightError) as exc:
+            # Same type as Playwright's, so browser.drive still sees a network-cut attempt as one to run again.
+            raise type(exc)(f"{exc}\n--- the page:\n" + "\n".join(record.lines)
+                            + f"\n--- redis-commander: {_commander_state()}") from None
+
+    browser.drive(scenario)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
