@@ -330,6 +330,36 @@ def tenant_migrate_db(c, name, to="", timeout=300):
     migrate_db.migrate(name, to, timeout=timeout)
 
 
+@task(help={"tenant": "The one tenant whose secrets to renew (its processes keep serving; no other tenant is touched).",
+            "timeout": "Seconds to wait for each of its reloaded services to turn healthy again."})
+@_fail_cleanly
+def rotate(c, tenant="", timeout=300):
+    """Renew one tenant's secrets while it serves: Redis password, Django secret key, database password, certificate.
+
+    Both Redis passwords are accepted while its processes roll: the web reloads gracefully (same socket, new workers
+    read the new secret files), workers and beat restart warm (running tasks finish; same containers). Then the old
+    password is refused and connections opened with it before the rotation are closed. A PostgreSQL tenant's role
+    gets the new password too. The new client certificate is issued by the same CA: the server binds no certificate
+    to a user, so the old one passes TLS until it expires (the password is what is revoked). Rotating the secret key
+    logs the tenant's users out. An interrupted run is finished by `./invoke recover`.
+    Unlike `init --rotate`, which regenerates every secret of the instance (every tenant, the CA, the operator's and
+    monitoring passwords) and needs everything restarted, this touches one tenant and restarts nothing.
+    """
+    from ops.data import rotate as rotation
+    from ops.monitor import textfile
+
+    _need_root("rotate")
+    if not tenant:
+        raise OpsError("say which tenant to rotate: --tenant <name> (`init --rotate` renews every tenant's secrets)")
+    try:
+        timeout = float(timeout)
+    except ValueError:
+        raise OpsError(f"--timeout {timeout!r} is not a number of seconds") from None
+    for line in rotation.rotate(tenant, timeout=timeout):
+        print(f"rotate: {line}")
+    textfile.write_certificates()  # the tenant's new certificates' expiry, for the monitoring rule
+
+
 @task(help={"k": "Only tests matching this pytest -k expression.",
             "fast": "Skip the tests that need real containers.",
             "x": "Stop at the first failure."})
@@ -461,13 +491,14 @@ def restore(c, backup, yes=False):
 @task(help={"rollback": "Roll an interrupted restore back to the data from before it, instead of finishing it."})
 @_fail_cleanly
 def recover(c, rollback=False):
-    """Finish or undo what an interrupted backup, restore or tenant-migrate-db left; say what was found and done.
+    """Finish or undo what an interrupted backup, restore, rotate or tenant-migrate-db left; say what was found, done.
 
     A backup's paused AOF rewrites and write pause are put back and its unfinished folder removed; an
     interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
     services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
     SQLite, its new PostgreSQL database dropped, its services started), or finished once its env file
-    says DATABASE=postgres. Safe to run any time: with nothing to do it says so.
+    says DATABASE=postgres. An interrupted rotate is finished (its new secrets are already in the env file).
+    Safe to run any time: with nothing to do it says so.
     """
     from ops.data import recover as recovery
 

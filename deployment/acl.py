@@ -172,8 +172,18 @@ def role_grants(role: str, tenant: str, kombu_scripts: Mapping[str, str]) -> tup
     return ROLE_COMMANDS[role].split(), list(role_scripts(role)), selectors
 
 
-def user_rule(tenant: str, password: str, roles, channel_patterns, kombu_scripts: Mapping[str, str]) -> list[str]:
-    """The whole rule of one tenant user with `roles`: the tenant's keys, its channels, each role's grants once."""
+def password_hash(password: str) -> str:
+    """The SHA-256 hex digest Redis keeps of a password (ACL GETUSER's `passwords`): `#<it>` in a rule accepts the
+    password without naming it, so a rotation keeps the previous one valid without storing it in clear."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def user_rule(tenant: str, password: str, roles, channel_patterns, kombu_scripts: Mapping[str, str],
+              previous=()) -> list[str]:
+    """The whole rule of one tenant user with `roles`: the tenant's keys, its channels, each role's grants once.
+
+    `previous`: SHA-256 hex digests of passwords still accepted beside `password` (a rotation's roll,
+    ops/data/rotate.py: processes that still hold the old one keep connecting until they are reloaded)."""
     commands, shas, selectors = {}, {}, {}
     for role in roles:
         role_commands, role_shas, role_selectors = role_grants(role, tenant, kombu_scripts)
@@ -184,14 +194,17 @@ def user_rule(tenant: str, password: str, roles, channel_patterns, kombu_scripts
     # major version) but supported and the only way to allow some scripts and not others. Only kombu's
     # scripts (deployment/lua.py) and a declared role's (role_scripts), so no tenant can run a loop or reach
     # Lua's unbounded memory.
-    return ["reset", "on", f">{password}", f"~{naming.key_prefix(tenant)}*", "resetchannels",
+    extra = [f"#{h}" for h in dict.fromkeys(previous) if h != password_hash(password)]
+    return ["reset", "on", f">{password}", *extra, f"~{naming.key_prefix(tenant)}*", "resetchannels",
             *[f"&{p}" for p in channel_patterns], "-@all", *[f"+{c}" for c in commands],
             *[f"+evalsha|{sha}" for sha in shas], *selectors]
 
 
-def tenant_rules(tenant: str, settings: Mapping[str, str], scripts=None) -> dict[str, list[str]]:
+def tenant_rules(tenant: str, settings: Mapping[str, str], scripts=None,
+                 previous: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
     """user -> whole rule, for each of the tenant's users (tenant_users); `settings` is its env file (REDIS_PASSWORD,
-    declarations: pub/sub patterns, REDIS_ROLES); `scripts` kombu's (lua.kombu_scripts(), read once by rules())."""
+    declarations: pub/sub patterns, REDIS_ROLES); `scripts` kombu's (lua.kombu_scripts(), read once by rules());
+    `previous`: user -> password digests still accepted during a rotation (user_rule)."""
     declared = {}
     for name in ("CELERY_BROADCAST_QUEUES", "CELERY_EVENT_ROUTING_KEYS"):
         declared[name], problem = envs.items(envs.TENANT[name], settings.get(name, ""))
@@ -203,7 +216,8 @@ def tenant_rules(tenant: str, settings: Mapping[str, str], scripts=None) -> dict
     patterns = naming.acl_channel_patterns(tenant, broadcast_queues=declared["CELERY_BROADCAST_QUEUES"],
                                            event_routing_keys=declared["CELERY_EVENT_ROUTING_KEYS"])
     kombu = lua.kombu_scripts() if scripts is None else scripts
-    return {user: user_rule(tenant, settings["REDIS_PASSWORD"], roles, patterns, kombu)
+    previous = previous or {}
+    return {user: user_rule(tenant, settings["REDIS_PASSWORD"], roles, patterns, kombu, previous.get(user, ()))
             for user, roles in tenant_users(spec).items()}
 
 
@@ -230,10 +244,12 @@ def metrics_rule(tenant: str, redis_env: Mapping[str, str], queues=()) -> list[s
             "resetchannels", f"&{naming.worker_events_pattern(tenant)}", *METRICS_COMMANDS.split()]
 
 
-def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]]) -> dict[str, list[str]]:
+def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]],
+          previous: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
     """user -> its whole rule, as ACL SETUSER and the auth file's `user` line both take it.
 
-    tenant_settings: tenant -> its env file's values (at least REDIS_PASSWORD)."""
+    tenant_settings: tenant -> its env file's values (at least REDIS_PASSWORD); previous: tenant user -> password
+    digests accepted beside its password while a rotation rolls (user_rule)."""
     scripts = lua.kombu_scripts()
     out = {
         HEALTH_USER: ["reset", "on", f">{redis_env['REDIS_HEALTH_PASSWORD']}", "resetkeys", "resetchannels",
@@ -244,7 +260,7 @@ def rules(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str
                         "resetchannels", *EXPORTER_COMMANDS.split()],
     }
     for tenant, settings in sorted(tenant_settings.items()):
-        out.update(tenant_rules(tenant, settings, scripts))
+        out.update(tenant_rules(tenant, settings, scripts, previous))
         out[naming.metrics_user(tenant)] = metrics_rule(tenant, redis_env, tenant_spec(tenant, settings).queues)
     return out
 
@@ -258,12 +274,13 @@ def maxmemory_mb(redis_env: dict[str, str]) -> int:
     return value
 
 
-def auth_conf(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]]) -> str:
+def auth_conf(redis_env: dict[str, str], tenant_settings: dict[str, Mapping[str, str]],
+              previous: Mapping[str, tuple[str, ...]] | None = None) -> str:
     lines = ["# GENERATED by ./invoke from envs/*.env (deployment/acl.py): do not edit, it is rewritten on every run.",
              f"requirepass {redis_env['REDIS_PASSWORD']}",
              # From REDIS_MAXMEMORY_MB (envs/redis.env); redis.conf includes this file last, so it wins.
              f"maxmemory {maxmemory_mb(redis_env)}mb"]
-    lines += [f"user {user} {' '.join(rule)}" for user, rule in rules(redis_env, tenant_settings).items()]
+    lines += [f"user {user} {' '.join(rule)}" for user, rule in rules(redis_env, tenant_settings, previous).items()]
     lines += [f"rename-command {cmd} {redis_env[key]}" for cmd, key in RENAMED.items()]
     lines += [f'rename-command {cmd} ""' for cmd in DISABLED]
     return "\n".join(lines) + "\n"

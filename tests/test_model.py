@@ -118,6 +118,21 @@ def test_every_rule_starts_with_reset_and_the_auth_file_round_trips():
     assert acl.parse_users(acl.auth_conf(redis_env, tenants)) == rules
 
 
+def test_a_rotation_keeps_the_previous_password_as_its_digest_only():
+    import hashlib
+
+    redis_env = envs.redis_values(secret=lambda k: f"pw-{k}")
+    tenants = {"a": {"REDIS_PASSWORD": "pa"}, "b": {"REDIS_PASSWORD": "new-b"}}
+    digest = hashlib.sha256(b"old-b").hexdigest()
+    rules = acl.rules(redis_env, tenants, previous={"tenant-b": (digest,)})
+    assert rules["tenant-b"][:4] == ["reset", "on", ">new-b", f"#{digest}"]
+    assert rules["tenant-a"] == acl.rules(redis_env, tenants)["tenant-a"]  # no other user changes
+    conf = acl.auth_conf(redis_env, tenants, previous={"tenant-b": (digest,)})
+    assert "old-b" not in conf and acl.parse_users(conf) == rules
+    # the digest of the current password itself is never added twice
+    assert acl.rules(redis_env, tenants, previous={"tenant-b": (acl.password_hash("new-b"),)})["tenant-b"][3][0] == "~"
+
+
 ACL_WRITERS = {"deployment/acl.py", "ops/secrets/acl.py"}
 ACL_SIGNS = re.compile(r"SETUSER|DELUSER|resetchannels|resetkeys|[\"']user [^\"']*\bon >")
 

@@ -1,7 +1,9 @@
 """gunicorn settings of every tenant web container (`gunicorn -c python:tenantstack.gunicorn_conf`).
 
 The configuration is validated here, in the master, before any worker forks: a bad environment
-stops the web container with one `config error: ...` line.
+stops the web container with one `config error: ...` line. The master then forgets what it read, so every worker
+reads the secret files itself when it loads the application: after `./invoke rotate` replaced them, a graceful
+reload (SIGHUP to the master) starts workers with the new secrets on the same listening socket.
 """
 import os
 
@@ -9,6 +11,7 @@ from deployment import naming
 from tenantstack import env
 
 env.load_or_exit()
+env.load.cache_clear()  # forked workers inherit the master's memory: without this they would keep its secrets
 
 wsgi_app = "tenantstack.wsgi:application"
 bind = [f"0.0.0.0:{naming.WEB_CONTAINER_PORT}"]

@@ -11,6 +11,8 @@ there BEFORE it is made, and forgotten once it was undone normally:
   restore  the step a restore reached (down to each PostgreSQL tenant's database being restored), its
            backup, the services it stopped, its pre-restore copy (with a pg_dump of each such database)
   migrate  the step a tenant's move from SQLite to PostgreSQL reached (tenant-migrate-db), the services it stopped
+  rotate   the step a tenant's rotation reached (./invoke rotate, ops/data/rotate.py), the SHA-256 digests of its
+           old and new Redis passwords, the ids of the connections open before it began
 
 A journal left behind by a killed process is told from one in use by the lock. The next task
 (`at_task_start()`, called by tasks.py's wrapper: a cheap file check when nothing is left) undoes what
@@ -276,8 +278,13 @@ def _undo_migrate(entry: dict, op: str) -> str:
                    "`./invoke recover`")
 
 
+def _undo_rotate(entry: dict, op: str) -> str:
+    # Its new secrets are already on disk: only recover (ops/data/rotate.recover) finishes it, never a task's start.
+    raise OpsError(f"a rotation of tenant {entry.get('tenant')} is finished only by `./invoke recover`")
+
+
 UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore,
-        "migrate": _undo_migrate}
+        "migrate": _undo_migrate, "rotate": _undo_rotate}
 
 
 def undo_all(journal: Journal) -> list[str]:
@@ -312,7 +319,16 @@ def _held_for_recover(doc: dict) -> str | None:
     if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
         return describe_restore(doc)
     migrating = next((e for e in doc["entries"] if e["kind"] == "migrate"), None)
-    return describe_migrate(doc, migrating) if migrating is not None else None
+    if migrating is not None:
+        return describe_migrate(doc, migrating)
+    rotating = next((e for e in doc["entries"] if e["kind"] == "rotate"), None)
+    return describe_rotate(doc, rotating) if rotating is not None else None
+
+
+def describe_rotate(doc: dict, state: dict) -> str:
+    # Until it is finished the ACL accepts the old password beside the new: `up` (which renders the ACL) must wait.
+    return (f"a rotation of tenant {state.get('tenant', '?')}'s secrets was interrupted while {state.get('step', '?')} "
+            f"(pid {doc.get('pid')}, {doc.get('started')}): run `./invoke recover` to finish it")
 
 
 def at_task_start(task: str, log=print) -> None:

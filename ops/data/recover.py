@@ -13,6 +13,7 @@ from ops.core.errors import OpsError
 from ops.data import backup_format as fmt
 from ops.data import journal as jn
 from ops.data import migrate_db, restore
+from ops.data import rotate as rotation
 from ops.deploy import containers
 
 
@@ -37,6 +38,9 @@ def recover(rollback: bool = False, log=print) -> list[str]:
             moving = next((e for e in journal.entries if e["kind"] == "migrate"), None)
             if moving is not None:
                 lines += migrate_db.recover(journal, moving, log)
+            rotating = next((e for e in journal.entries if e["kind"] == "rotate"), None)
+            if rotating is not None:
+                lines += rotation.recover(journal, rotating, log)
             lines += jn.undo_all(journal)
         lines += fmt.sweep_partials()
         return lines

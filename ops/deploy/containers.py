@@ -132,3 +132,64 @@ def stop_beats_without_grace(names, log=print) -> list[str]:
             stopped.append(container)
             log(f"stopped {container} with {BEAT_STOP_GRACE}s to save its schedule before it is recreated")
     return stopped
+
+
+# ---- picking up replaced secret files in place (ops/data/rotate.py): the container is never recreated --------------
+def container_id(service: str) -> str:
+    out = probe(["docker", "inspect", "--format", "{{.Id}}", name(service)])
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _processes(container: str) -> list[tuple[str, str]]:
+    """(pid, parent pid) of each of the container's processes (host pids, from `docker top`: nothing runs inside)."""
+    out = run(["docker", "top", container, "-o", "pid,ppid"], capture=True, what=f"listing {container}'s processes")
+    rows = (line.split() for line in out.stdout.splitlines()[1:])  # the first line is the header
+    return [(row[0], row[1]) for row in rows if row[1:]]
+
+
+def web_workers(service: str) -> tuple[str, list[str]]:
+    """(gunicorn master's pid, its workers' pids) in a web container: `init: true` makes the engine's init PID 1's
+    process, the entrypoint execs gunicorn as its only child, and gunicorn's workers are that master's children."""
+    container = name(service)
+    rows = _processes(container)
+    pids = {pid for pid, _ in rows}
+    parents = {ppid for _, ppid in rows}
+    # The init's parent is the engine's shim, outside; so is a healthcheck's `docker exec`, which has no child.
+    roots = [pid for pid, ppid in rows if ppid not in pids and pid in parents]
+    masters = [pid for pid, ppid in rows if roots and ppid == roots[0]]
+    if len(roots) != 1 or len(masters) != 1:
+        raise OpsError(f"{container}: cannot tell gunicorn's master among its processes: "
+                       f"check `docker top {container}`")
+    return masters[0], sorted(pid for pid, ppid in rows if ppid == masters[0])
+
+
+def graceful_reload(service: str, timeout: float, log=print) -> None:
+    """gunicorn's graceful reload: SIGHUP reaches the engine's init (PID 1), which forwards it to gunicorn's master;
+    the master keeps its listening socket, starts new workers (they read the secret files anew) and lets the old ones
+    finish their requests. Returns when every old worker is gone and as many new ones run."""
+    from ops.core.run import wait_until
+
+    master, old = web_workers(service)
+    run(["docker", "kill", "--signal", "HUP", name(service)], what=f"reloading {name(service)}")
+
+    def pending() -> str | None:
+        now_master, now = web_workers(service)
+        if now_master != master:
+            raise OpsError(f"{name(service)}: gunicorn's master changed during the reload (it restarted): see "
+                           f"`./invoke logs --service {service}`")
+        left = set(old) & set(now)
+        if left or len(now) < len(old):
+            return f"{len(left)} old worker(s) finishing, {len(set(now) - set(old))} new"
+        return None
+
+    wait_until(pending, timeout=timeout, what=f"{name(service)}'s graceful reload", log=log, interval=0.5,
+               fix=f"see `./invoke logs --service {service}`")
+
+
+def warm_restart(service: str) -> None:
+    """Restart the container in place (same container, same id): the engine's SIGTERM is Celery's warm shutdown,
+    which lets running tasks finish within the container's stop grace period, then the entrypoint starts again."""
+    out = probe(["docker", "inspect", "--format", "{{.Config.StopTimeout}}", name(service)])
+    grace = out.stdout.strip() if out.returncode == 0 and out.stdout.strip().isdigit() else "30"
+    run(["docker", "restart", "--time", grace, name(service)], what=f"restarting {name(service)}",
+        timeout=int(grace) + 120)

@@ -37,15 +37,18 @@ def _write(path, text: str) -> None:
     os.chown(path, UIDS["redis"], UIDS["redis"])
 
 
-def apply(tenant_names=None, live: bool = True) -> list[str]:
-    """Write the auth file (and friends) from the env files; apply what changed to the running Redis."""
+def apply(tenant_names=None, live: bool = True, previous=None) -> list[str]:
+    """Write the auth file (and friends) from the env files; apply what changed to the running Redis.
+
+    previous: tenant user -> SHA-256 digests of passwords it still accepts beside its env file's (a rotation's roll,
+    ops/data/rotate.py); the next apply without them drops them, live and in the file."""
     names = tenants.known_names() if tenant_names is None else list(tenant_names)
     redis_env = redis_settings()
     settings = _tenant_settings(names)
     before = acl.parse_users(REDIS_AUTH_CONF.read_text()) if REDIS_AUTH_CONF.exists() else {}
-    wanted = acl.rules(redis_env, settings)
+    wanted = acl.rules(redis_env, settings, previous)
     scripts = lua.loaded_scripts()
-    for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, settings)),
+    for path, text in ((REDIS_AUTH_CONF, acl.auth_conf(redis_env, settings, previous)),
                        (REDIS_SECRETS / "health.pass", redis_env["REDIS_HEALTH_PASSWORD"] + "\n"),
                        # kombu's and Celery's Lua, SCRIPT LOADed by the healthcheck after every start (lua.py)
                        (REDIS_SECRETS / lua.LOAD_FILE, lua.load_commands(scripts)),
