@@ -337,13 +337,14 @@ def rotate(c, tenant="", timeout=300):
     """Renew one tenant's secrets while it serves: Redis password, Django secret key, database password, certificate.
 
     Both Redis passwords are accepted while its processes roll: the web reloads gracefully (same socket, new workers
-    read the new secret files), workers and beat restart warm (running tasks finish; same containers). Then the old
+    read the new secret files), workers and beat stop warm and start again (running tasks finish; queued ones wait;
+    same containers). Then the old
     password is refused and connections opened with it before the rotation are closed. A PostgreSQL tenant's role
     gets the new password too. The new client certificate is issued by the same CA: the server binds no certificate
     to a user, so the old one passes TLS until it expires (the password is what is revoked). Rotating the secret key
     logs the tenant's users out. An interrupted run is finished by `./invoke recover`.
     Unlike `init --rotate`, which regenerates every secret of the instance (every tenant, the CA, the operator's and
-    monitoring passwords) and needs everything restarted, this touches one tenant and restarts nothing.
+    monitoring passwords) and needs everything restarted, this touches one tenant and recreates no container.
     """
     from ops.data import rotate as rotation
     from ops.monitor import textfile

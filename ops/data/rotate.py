@@ -9,11 +9,11 @@ step before it is made:
      auth file and ACL SETUSER live), so processes still holding the old one keep connecting
   3. the secret files are rewritten (partial -> rename) in the folder the containers mount (a directory mount: a
      replaced file is seen), and a new client certificate is issued
-  4. PostgreSQL tenants: the role's new verifier (one password per role: open connections stay, new ones need the
-     new password, so the web is reloaded right after)
+  4. workers and beat stop warm (`docker stop`: SIGTERM lets running tasks finish; queued ones wait in Redis); then
+     a PostgreSQL tenant's role gets its new verifier (one password per role: open connections stay, new ones need
+     the new password), so no task opens a connection with the old one
   5. the web gets gunicorn's graceful reload (SIGHUP: same listening socket, new workers read the new files, old ones
-     finish their requests); workers and beat a warm restart (`docker restart`: SIGTERM lets running tasks finish,
-     same container); all healthy again
+     finish their requests); workers and beat start again in the same containers; all healthy
   6. the old password leaves the ACL (live and in the auth file), connections that were open before the rotation
      began are closed (they may be whoever holds the leaked password), and ACL GETUSER must show only the new
      password's digest
@@ -97,11 +97,8 @@ def _finish(journal: jn.Journal, entry: dict, timeout: float, log) -> list[str]:
         journal.update(entry, certificate=True)
     jn.fault_point("rotate-files")
     declared = tenants.declared(name)
-    if declared.spec.on_postgres and containers.is_running(naming.POSTGRES_SERVICE):
-        journal.update(entry, step="renewing the database role's password")
-        postgres_admin.provision(postgres_admin.prepare(tenants.known_names()), log=lambda m: log(f"rotate: {m}"))
     journal.update(entry, step="reloading the tenant's processes")
-    rolled = _roll(name, timeout, log)
+    rolled = _roll(name, declared.spec.on_postgres, timeout, log)
     jn.fault_point("rotate-reloaded")
     journal.update(entry, step="dropping the old password")
     for line in acl_writer.apply():
@@ -115,17 +112,24 @@ def _finish(journal: jn.Journal, entry: dict, timeout: float, log) -> list[str]:
             f"old password refused; {closed} connection(s) opened before the rotation closed"]
 
 
-def _roll(name: str, timeout: float, log) -> list[str]:
-    """Web: graceful reload; workers and beat: warm restart; then all healthy. Only what runs is touched."""
+def _roll(name: str, on_postgres: bool, timeout: float, log) -> list[str]:
+    """Workers and beat: warm stop (running tasks finish with the connections they hold); a PostgreSQL tenant's role
+    gets its new password only then, so no task of theirs ever opens a connection with the old one; the web: graceful
+    reload right after; workers and beat start again (same containers), all healthy. Only what runs is touched."""
     web, others = _services(name)
     running = [s for s in (web, *others) if containers.is_running(s)]
-    for service in running:
-        if service == web:
-            log(f"rotate: graceful reload of {service} (gunicorn keeps its socket; new workers read the new files)")
-            containers.graceful_reload(service, timeout, log=lambda m: log(f"rotate: {m}"))
-        else:
-            log(f"rotate: warm restart of {service} (running tasks finish first; same container)")
-            containers.warm_restart(service)
+    stopped = [s for s in others if s in running]
+    for service in stopped:
+        log(f"rotate: warm stop of {service} (running tasks finish first; queued ones wait in Redis)")
+        containers.warm_stop(service)
+    if on_postgres and containers.is_running(naming.POSTGRES_SERVICE):
+        # One password per role: open connections stay, new ones need the new password, so the web reloads next.
+        postgres_admin.provision(postgres_admin.prepare(tenants.known_names()), log=lambda m: log(f"rotate: {m}"))
+    if web in running:
+        log(f"rotate: graceful reload of {web} (gunicorn keeps its socket; new workers read the new files)")
+        containers.graceful_reload(web, timeout, log=lambda m: log(f"rotate: {m}"))
+    for service in stopped:
+        containers.start(service)
     if running:
         health.wait(running, timeout, log=lambda m: log(f"rotate: {m}"))
     return running

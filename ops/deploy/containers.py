@@ -186,10 +186,13 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
                fix=f"see `./invoke logs --service {service}`")
 
 
-def warm_restart(service: str) -> None:
-    """Restart the container in place (same container, same id): the engine's SIGTERM is Celery's warm shutdown,
-    which lets running tasks finish within the container's stop grace period, then the entrypoint starts again."""
+def warm_stop(service: str) -> None:
+    """Stop the container, keeping it (same container, same id, `start()` brings it back): the engine's SIGTERM is
+    Celery's warm shutdown, which lets running tasks finish within the container's stop grace period."""
     out = probe(["docker", "inspect", "--format", "{{.Config.StopTimeout}}", name(service)])
     grace = out.stdout.strip() if out.returncode == 0 and out.stdout.strip().isdigit() else "30"
-    run(["docker", "restart", "--time", grace, name(service)], what=f"restarting {name(service)}",
-        timeout=int(grace) + 120)
+    run(["docker", "stop", "--time", grace, name(service)], what=f"stopping {name(service)}", timeout=int(grace) + 60)
+
+
+def start(service: str) -> None:
+    run(["docker", "start", name(service)], what=f"starting {name(service)}", timeout=120)
