@@ -15,11 +15,11 @@ from ops.config.envfile import read_env
 from ops.config.paths import REDIS_AUTH_CONF, TLS
 from ops.config.tenants import env_path
 from ops.data import journal as jn
+from tests.support import acl_log, faults
 from tests.support import deployment as d
-from tests.support import faults
 from tests.support.load_loop import Load
 
-pytestmark = pytest.mark.usefixtures("tenants_up")
+pytestmark = [pytest.mark.usefixtures("tenants_up"), pytest.mark.attacks]  # AUTH with the old password
 USER = naming.redis_user("b")
 SERVICES = [naming.service_name("b", role) for role in naming.ROLES]
 
@@ -71,6 +71,7 @@ def test_rotate_renews_b_under_load_and_refuses_the_old_password():
     for report in reports:
         print(report.line())
         assert report.failed_requests == [] and report.lost_tasks == [], report.line()
+    assert acl_log.take(d.client) == [], "a process of b was refused during the rotation"
     new = read_env(env_path("b"))
     assert all(new[k] != old[k] for k in ("REDIS_PASSWORD", "DJANGO_SECRET_KEY", "DATABASE_PASSWORD"))
     # the attack: the leaked password is refused, and the connection opened with it before is gone
@@ -98,6 +99,7 @@ def test_rotate_killed_mid_way_is_finished_by_recover(tmp_path):
     refused = d.invoke("up", "--tenant", "b", check=False)
     assert refused.returncode != 0 and "recover" in refused.stderr
     out = d.invoke("recover")
+    assert acl_log.take(d.client) == [], "a process of b was refused while the rotation was finished"
     assert "finishing the rotation of tenant b" in out.stdout, out.stdout
     assert _refused(old) and not _refused(new)
     assert not jn.JOURNAL.exists()
