@@ -38,13 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def reproduce(connection: Connection, kill, queue_name: str = "connloss-repro") -> BaseException | None:
+def reproduce(connection: Connection, kill, queue_name: str = "connloss-repro",
+              fanout: str = "connloss-repro.fanout") -> BaseException | None:
     """Steps 1-4 on `connection` (a fresh kombu Connection to a live server); `kill()` kill -9s the server.
 
     Returns the exception `connection.close()` raised (None when it survived)."""
     queue = Queue(queue_name, Exchange(queue_name, type="direct"), routing_key=queue_name)
     # Like a Celery worker's broadcast (pidbox) queue: an auto-delete fanout queue on the same channel.
-    broadcast = Queue(f"{queue_name}.fanout", Exchange(f"{queue_name}.fanout", type="fanout"), auto_delete=True)
+    broadcast = Queue(f"{queue_name}.{fanout}", Exchange(fanout, type="fanout"), auto_delete=True)
     held = []
     with connection.Producer() as producer:
         producer.publish({"n": 1}, exchange=queue.exchange, routing_key=queue_name, declare=[queue])
