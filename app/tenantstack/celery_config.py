@@ -13,8 +13,12 @@ from kombu import Exchange, Queue
 from kombu.common import Broadcast
 
 from deployment import naming
-from tenantstack import connection, roles
+from tenantstack import connection, redis_transport, roles
 from tenantstack.env import Config
+
+# rediss:// is served by the glue's subclass of kombu's Redis transport: a worker survives an abrupt connection loss
+# and puts back what it held (tenantstack/redis_transport.py says which kombu race it repairs).
+redis_transport.register()
 
 RESULT_EXPIRES = connection.RESULT_EXPIRES  # tenantstack.cleanup_stale_results deletes older results in batches
 HEARTBEAT_EVERY = 10.0  # seconds between tenantstack.heartbeat runs

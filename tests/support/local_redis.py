@@ -34,6 +34,7 @@ class LocalRedis:
     redis_env: dict
     tenant_passwords: dict
     process: subprocess.Popen = field(repr=False)
+    argv: list = field(default_factory=list, repr=False)  # how it was started: restart() runs it again
 
     def cert(self, cn: str) -> tuple[Path, Path]:
         """Client certificate and key: cn is 'client' (operator), 'tenant-a', 'tenant-b' or 'commander'."""
@@ -68,6 +69,36 @@ class LocalRedis:
     def tenant_client(self, tenant: str, **kw) -> redis.Redis:
         user = naming.redis_user(tenant)
         return self.client(user, self.tenant_passwords[tenant], cert=user, **kw)
+
+    def crash(self) -> None:
+        """kill -9: no final AOF fsync, no goodbye to the clients (what a dead host or an OOM kill does)."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self, timeout: float = 15) -> None:
+        """Start it again on the same port with the same data (its AOF), as redis/entrypoint.sh does.
+
+        The entrypoint listens on loopback only until the healthcheck has loaded kombu's scripts (tenants
+        may EVALSHA but never SCRIPT LOAD them), then binds what redis.conf says. Here the server listens on
+        127.0.0.2 until then and moves to 127.0.0.1 (where the clients connect), for the same reason."""
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server's stdout for its whole life
+        self.process = subprocess.Popen([*self.argv, "--bind", "127.0.0.2"], stdout=log, stderr=subprocess.STDOUT)
+        hidden = self.dir / "healthcheck-hidden.sh"
+        hidden.write_text((self.dir / "healthcheck.sh").read_text().replace(" -h 127.0.0.1 ", " -h 127.0.0.2 "))
+        path = f"{self.dir / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["sh", str(hidden)], capture_output=True, timeout=30,
+                             env={**os.environ, "PATH": path}).returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"valkey-server did not come back: {(self.dir / 'redis.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        config = next(line.split()[2] for line in (self.dir / "redis" / "auth.conf").read_text().splitlines()
+                      if line.startswith("rename-command CONFIG "))
+        with redis.Redis(host="127.0.0.2", port=self.port, password=self.redis_env["REDIS_PASSWORD"], ssl=True,
+                         ssl_ca_certs=str(self.ca), ssl_certfile=str(self.cert("client")[0]),
+                         ssl_keyfile=str(self.cert("client")[1]), ssl_check_hostname=False,
+                         ssl_cert_reqs="required", socket_timeout=5) as hidden_client:
+            hidden_client.execute_command(config, "SET", "bind", self.host)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -142,7 +173,7 @@ def start(root: Path, tenants=TENANTS, run_as: str | None = None, tenant_setting
         argv = ["setpriv", f"--reuid={run_as}", f"--regid={run_as if run_as != 'nobody' else 'nogroup'}",
                 "--clear-groups", *argv]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    server = LocalRedis("127.0.0.1", port, root, root / "tls" / "ca.crt", redis_env, passwords, proc)
+    server = LocalRedis("127.0.0.1", port, root, root / "tls" / "ca.crt", redis_env, passwords, proc, argv)
     deadline = time.monotonic() + 15
     while True:
         if proc.poll() is not None:
