@@ -17,7 +17,7 @@ from tenantstack import connection, redis_transport, roles
 from tenantstack.env import Config
 
 # rediss:// is served by the glue's subclass of kombu's Redis transport: a worker survives an abrupt connection loss
-# and puts back what it held (tenantstack/redis_transport.py says which kombu race it repairs).
+# and puts back what it held (the module redis_transport says which kombu race it repairs).
 redis_transport.register()
 
 RESULT_EXPIRES = connection.RESULT_EXPIRES  # tenantstack.cleanup_stale_results deletes older results in batches

@@ -6,7 +6,7 @@ step before it is made:
   1. the new values go into the tenant's env file (ops/secrets/rotate.py; the one source of truth), after the
      journal recorded the SHA-256 digests of the old and the new Redis password (never a password)
   2. the ACL accepts both passwords of every Redis user of the tenant (`>new #<old digest>`, through the one writer:
-     auth file and ACL SETUSER live), so processes still holding the old one keep connecting
+     auth file and the live server), so processes still holding the old one keep connecting
   3. the secret files are rewritten (partial -> rename) in the folder the containers mount (a directory mount: a
      replaced file is seen), and a new client certificate is issued
   4. workers and beat stop warm (`docker stop`: SIGTERM lets running tasks finish; queued ones wait in Redis); then
