@@ -100,10 +100,11 @@ def clean_b():
     keys = list(c.scan_iter(match=TR + "*", count=1000))
     for i in range(0, len(keys), 1000):
         c.unlink(*keys[i:i + 1000])
-    d.invoke("up", "--tenant", "a", "--tenant", "b")
+    if not all(d.inspect_running(s) for s in B_SERVICES):  # a restore starts what it stopped: only after a failure
+        d.invoke("up", "--tenant", "a", "--tenant", "b")
 
 
-def test_one_tenant_restore_brings_back_its_keyspace_while_the_other_tenant_serves(clean_b):
+def test_one_tenant_restore_brings_back_its_keyspace_while_the_other_tenant_serves(clean_b, capsys):
     c = d.client()
     # b's worker stopped while posting: the tasks stay queued and are in the backup.
     compose.run("stop", naming.service_name("b", "worker"), profiles=compose.all_profiles(), quiet=True)
@@ -135,7 +136,8 @@ def test_one_tenant_restore_brings_back_its_keyspace_while_the_other_tenant_serv
         stop.set()
         writer.join()
     report = load.finish()
-    print(report.line())
+    with capsys.disabled():
+        print(f"\ntenant restore of b: {report.line()}")
     try:
         assert report.failed_requests == [] and report.lost_tasks == [], report.line()
         assert _keyspace(c) == expected  # types, values, absolute expiries; b's newer key is gone
@@ -170,9 +172,12 @@ def test_one_tenant_restore_from_a_whole_backup(clean_b):
 
 @pytest.fixture(scope="module")
 def b_backup():
+    """A backup of b holding this file's keys, 2500 small ones among them (three RESTORE batches); and b's keys
+    as they were in it."""
     c = d.client()
-    _write_b(c)
-    yield _tenant_backup("b")
+    _write_b(c, many=2500)
+    snapshot = _keyspace(c)
+    yield _tenant_backup("b"), snapshot
 
 
 def _refused(args: list[str], said: str) -> None:
@@ -185,7 +190,7 @@ def _refused(args: list[str], said: str) -> None:
 
 
 def test_an_unknown_tenant_is_refused(b_backup):
-    _refused([b_backup, "--tenant", "zz"], "unknown tenant 'zz'")
+    _refused([b_backup[0], "--tenant", "zz"], "unknown tenant 'zz'")
 
 
 def test_a_tenant_the_backup_does_not_hold_is_refused(b_backup):
@@ -194,13 +199,14 @@ def test_a_tenant_the_backup_does_not_hold_is_refused(b_backup):
 
 
 def test_a_whole_restore_of_a_one_tenant_backup_is_refused(b_backup):
-    _refused([str(BACKUPS / "tenant-b" / b_backup)], "is a one-tenant backup (of b)")
+    _refused([str(BACKUPS / "tenant-b" / b_backup[0])], "is a one-tenant backup (of b)")
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_a_tampered_backup_is_refused(b_backup, damage, tmp_path):
-    copy = tmp_path / b_backup
-    shutil.copytree(BACKUPS / "tenant-b" / b_backup, copy)
+    name = b_backup[0]
+    copy = tmp_path / name
+    shutil.copytree(BACKUPS / "tenant-b" / name, copy)
     keys = copy / fmt.KEYS_FILE
     data = bytearray(keys.read_bytes())
     if damage == "flip":
@@ -208,7 +214,7 @@ def test_a_tampered_backup_is_refused(b_backup, damage, tmp_path):
     else:
         del data[len(data) // 2:]
     keys.write_bytes(bytes(data))
-    _refused([str(copy), "--tenant", "b"], f"backup {b_backup} is corrupt: {fmt.KEYS_FILE}")
+    _refused([str(copy), "--tenant", "b"], f"backup {name} is corrupt: {fmt.KEYS_FILE}")
 
 
 # ---- interrupted restores and `recover` ------------------------------------------------------------------------
@@ -217,11 +223,11 @@ def test_a_tampered_backup_is_refused(b_backup, damage, tmp_path):
     ("checking-keys", True, "recover: rolled back: tenant b's data from before the restore is live again"),
     ("stopped-tenant", False, "recover: nothing of tenant b had been changed yet"),
 ])
-def test_a_killed_tenant_restore_is_finished_or_rolled_back_by_recover(step, rollback, told, tmp_path, clean_b):
+def test_a_killed_tenant_restore_is_finished_or_rolled_back_by_recover(step, rollback, told, b_backup, tmp_path,
+                                                                      clean_b):
     c = d.client()
-    _write_b(c, many=2500)  # three RESTORE batches: the kill at restoring-keys leaves b half restored
-    backed_up = _keyspace(c)
-    backup = _tenant_backup("b")
+    backup, backed_up = b_backup  # three RESTORE batches: the kill at restoring-keys leaves b half restored
+    _write_b(c)
     _change_b(c)
     changed = _keyspace(c)
     c.set("tenant-a:tr:fault", "a's")
