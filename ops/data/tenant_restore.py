@@ -25,6 +25,7 @@ outright is finished by `./invoke recover` (steps 3-6 again from the backup: eac
 --rollback, undone from the pre-restore copy.
 """
 import contextlib
+import os
 import shutil
 import subprocess
 import time
@@ -219,9 +220,13 @@ def restore(arg: str, name: str, assume_yes: bool, confirm, log=print) -> Path:
         if not assume_yes:
             confirm(f"Replace tenant {name}'s keys and database with backup {source.name} ({manifest['created']}: "
                     f"{opened[1]['keys']} keys)? Other tenants are not touched.")
-        with jn.operation("tenant-restore") as journal:
-            fmt.sweep_partials(log)
-            return _restore(journal, client, source, manifest, name, log=log, t0=t0, opened=opened)
+        old_umask = os.umask(0o077)  # the pre-restore copy is a backup too: private from its first byte
+        try:
+            with jn.operation("tenant-restore") as journal:
+                fmt.sweep_partials(log)
+                return _restore(journal, client, source, manifest, name, log=log, t0=t0, opened=opened)
+        finally:
+            os.umask(old_umask)
 
 
 def _restore(journal: jn.Journal, client, source: Path, manifest: dict, name: str, *, log, t0: float,
