@@ -48,6 +48,7 @@ import sqlite3
 import struct
 from pathlib import Path
 
+from deployment import naming
 from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, INSTANCE
 from ops.core.errors import OpsError
@@ -69,7 +70,6 @@ PARTIAL_RE = re.compile(r"^\.(pre-restore-|[a-z][a-z0-9]{0,14}-)?\d{8}T\d{6}Z\.p
 KEYS_FILE = f"{REDIS_DIR}/keys.bin"
 KEYS_MAGIC = b"tenantstack-keys 1\n"
 KEYS_END = b"END"
-TENANT_DIR_PREFIX = "tenant-"  # backups/tenant-<t>/: one tenant's backups
 ARCHIVES = "archives"  # backups/archives/: removed tenants' last backups
 
 
@@ -99,11 +99,11 @@ def make_private(path: Path) -> None:
 
 
 def backup_parents() -> list[Path]:
-    """Every folder that holds backups: backups/ itself, each backups/tenant-<t>/ and backups/archives/."""
+    """Every folder that holds backups: backups/ itself, each tenant's (naming.backup_folder) and the archives."""
     if not BACKUPS.is_dir():
         return []
     return [BACKUPS, *sorted(p for p in BACKUPS.iterdir() if p.is_dir() and not p.is_symlink() and (
-        p.name == ARCHIVES or p.name.startswith(TENANT_DIR_PREFIX)))]
+        p.name == ARCHIVES or naming.is_backup_folder(p.name)))]
 
 
 def sweep_partials(log=None) -> list[str]:

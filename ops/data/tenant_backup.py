@@ -38,7 +38,7 @@ from ops.deploy import compose, containers, redis_admin
 
 
 def default_parent(name: str) -> Path:
-    return BACKUPS / f"{fmt.TENANT_DIR_PREFIX}{name}"
+    return BACKUPS / naming.backup_folder(name)
 
 
 def require_known(name: str) -> None:
@@ -132,7 +132,7 @@ def write(name: str, parent: Path | None = None, *, log=print, journal: jn.Journ
         counts = fmt.write_keys(partial / fmt.KEYS_FILE, tenant_keys.records(client, naming.key_prefix(name)))
         log(f"backup: tenant {name}: {counts['keys']} keys ({counts['expires']} with a TTL, "
             f"{counts['bytes'] / 2**20:.1f} MiB)")
-        fault_point("tenant-keys-saved")
+        fault_point("keys-saved")
         databases = _database(name, partial, log)
         fmt.make_private(partial)
         fmt.write_manifest(partial, {**fmt.server_meta(client.info("server")), "postgres": databases}, [name],

@@ -222,7 +222,7 @@ def restore(arg: str, name: str, assume_yes: bool, confirm, log=print) -> Path:
                     f"{opened[1]['keys']} keys)? Other tenants are not touched.")
         old_umask = os.umask(0o077)  # the pre-restore copy is a backup too: private from its first byte
         try:
-            with jn.operation("tenant-restore") as journal:
+            with jn.operation(KIND) as journal:
                 fmt.sweep_partials(log)
                 return _restore(journal, client, source, manifest, name, log=log, t0=t0, opened=opened)
         finally:
