@@ -343,3 +343,13 @@ def test_sweeping_finds_unfinished_folders_of_one_tenant_backups_and_archives(tm
     assert len(fmt.sweep_partials()) == 4
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
         "archives", "tenant-b", "tenant-b/20261207T200001Z"]
+
+
+def test_whole_backups_pruned_by_keep_are_only_the_top_level_stamps(tmp_path, monkeypatch):
+    monkeypatch.setattr(fmt, "BACKUPS", tmp_path)
+    for folder in ("20261207T200000Z", "tenant-b/20261207T200001Z", "archives/c-20261207T200002Z",
+                   "tenant-b/pre-restore-20261207T200003Z", "pre-restore-20261207T200004Z"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "manifest.json").write_text("{}")
+    assert [p.name for p in fmt.complete_backups()] == ["20261207T200000Z"]  # what `backup --keep N` prunes among
+    assert [p.name for p in fmt.backup_parents()] == [tmp_path.name, "archives", "tenant-b"]
