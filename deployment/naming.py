@@ -82,6 +82,17 @@ def compose_profile(tenant: str) -> str:
     return f"{_TENANT}{tenant}"
 
 
+def backup_folder(tenant: str) -> str:
+    """The folder of the tenant's own backups (one-tenant backups, pre-restore copies) inside the backups folder."""
+    return f"{_TENANT}{tenant}"
+
+
+def is_backup_folder(name: str) -> bool:
+    """Whether a folder name inside the backups folder is some tenant's backup_folder()."""
+    tenant = tenant_of(name)
+    return tenant is not None and name == backup_folder(tenant)
+
+
 def service_name(tenant: str, role: str) -> str:
     """Compose service of one tenant role: web, worker or beat."""
     return f"{_TENANT}{tenant}-{role}"
