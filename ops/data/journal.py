@@ -11,6 +11,7 @@ there BEFORE it is made, and forgotten once it was undone normally:
   restore  the step a restore reached (down to each PostgreSQL tenant's database being restored), its
            backup, the services it stopped, its pre-restore copy (with a pg_dump of each such database)
   migrate  the step a tenant's move from SQLite to PostgreSQL reached (tenant-migrate-db), the services it stopped
+  tenant_remove  the step a tenant's removal reached (tenant-remove), its archive: recover finishes it
 
 A journal left behind by a killed process is told from one in use by the lock. The next task
 (`at_task_start()`, called by tasks.py's wrapper: a cheap file check when nothing is left) undoes what
@@ -276,8 +277,13 @@ def _undo_migrate(entry: dict, op: str) -> str:
                    "`./invoke recover`")
 
 
+def _undo_tenant_remove(entry: dict, op: str) -> str:
+    # A half-removed tenant is finished by recover (ops/data/tenant_remove.recover), never by a task's start.
+    raise OpsError(f"a removal of tenant {entry.get('tenant')} is finished only by `./invoke recover`")
+
+
 UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore,
-        "migrate": _undo_migrate}
+        "migrate": _undo_migrate, "tenant_remove": _undo_tenant_remove}
 
 
 def undo_all(journal: Journal) -> list[str]:
@@ -307,12 +313,21 @@ def describe_migrate(doc: dict, state: dict) -> str:
             "SQLite) or finish it (when its env file already says DATABASE=postgres)")
 
 
+def describe_tenant_remove(doc: dict, state: dict) -> str:
+    return (f"a removal of tenant {state.get('tenant', '?')} was interrupted at step {state.get('step', '?')} "
+            f"(pid {doc.get('pid')}, {doc.get('started')}): run `./invoke recover` to finish it (its archive "
+            f"{os.path.basename(state.get('archive') or '?')} holds its data)")
+
+
 def _held_for_recover(doc: dict) -> str | None:
     """What only `./invoke recover` may act on in a leftover journal (a restore, a migration), in one line; or None."""
     if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
         return describe_restore(doc)
     migrating = next((e for e in doc["entries"] if e["kind"] == "migrate"), None)
-    return describe_migrate(doc, migrating) if migrating is not None else None
+    if migrating is not None:
+        return describe_migrate(doc, migrating)
+    removing = next((e for e in doc["entries"] if e["kind"] == "tenant_remove"), None)
+    return describe_tenant_remove(doc, removing) if removing is not None else None
 
 
 def at_task_start(task: str, log=print) -> None:

@@ -1,7 +1,8 @@
 """`./invoke recover`: what an interrupted operation left, found in its journal, finished or rolled back.
 
 Above both the journal (ops/data/journal.py: the mechanism) and the operations that use it: a restore's
-journal is handed to restore.recover(), a tenant's interrupted move to PostgreSQL to migrate_db.recover(), any
+journal is handed to restore.recover(), a tenant's interrupted move to PostgreSQL to migrate_db.recover(), a
+tenant's interrupted removal to tenant_remove.recover() (finished once its archive exists), any
 other change is undone by the journal itself, and unfinished backup folders are swept. The journal never imports
 an operation, so nothing here is circular.
 """
@@ -12,7 +13,7 @@ from ops.config.paths import INSTANCE
 from ops.core.errors import OpsError
 from ops.data import backup_format as fmt
 from ops.data import journal as jn
-from ops.data import migrate_db, restore
+from ops.data import migrate_db, restore, tenant_remove
 from ops.deploy import containers
 
 
@@ -37,6 +38,9 @@ def recover(rollback: bool = False, log=print) -> list[str]:
             moving = next((e for e in journal.entries if e["kind"] == "migrate"), None)
             if moving is not None:
                 lines += migrate_db.recover(journal, moving, log)
+            removing = next((e for e in journal.entries if e["kind"] == tenant_remove.KIND), None)
+            if removing is not None:
+                lines += tenant_remove.recover(journal, removing, log)
             lines += jn.undo_all(journal)
         lines += fmt.sweep_partials()
         return lines
