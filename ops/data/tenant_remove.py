@@ -3,10 +3,10 @@
 Nothing of the other tenants is restarted: Redis loses the tenant's ACL users live (the one writer,
 ops/secrets/acl.py) and leaves its network while running (ops/deploy/live_networks.py), PostgreSQL drops its
 database with its sessions and reloads pg_hba.conf. In order:
+Each step is journaled (ops/data/journal.py, kind `tenant_remove`) before it starts, with its fault point
+`remove-<step>` (TENANTSTACK_FAULT_AT, tests only):
   archive     a verified one-tenant backup (ops/data/tenant_backup.py, the format of `backup --tenant`) under
               backups/archives/<tenant>-<stamp>/, which `backup --keep` never prunes (only backups/<stamp>/ folders)
-  then, each step journaled (ops/data/journal.py, kind `tenant_remove`) before it starts, with its fault point
-  `remove-<step>` (TENANTSTACK_FAULT_AT, tests only):
   containers  its web, worker pools, beat and metrics exporter, and any one-off container of it
   acl         its Redis users (its own, its metrics exporter's): ACL DELUSER live and out of the auth file, the
               metrics user's password folder
@@ -19,9 +19,11 @@ database with its sessions and reloads pg_hba.conf. In order:
   image       its project image tag (tenantstack/tenant-<name>:<tag>)
   postgres    when PostgreSQL runs: its database (WITH FORCE), its role and its metrics role; pg_hba.conf re-rendered
   check       remains(): nothing of it may be left; anything is named in one line
-The archive is written under its own lock and journal (the data part's); a removal interrupted before it exists
-removed nothing. Once it exists, every step is idempotent and `./invoke recover` finishes the removal from the step
-the journal names: a half-removed tenant would be a broken one, and its data is safe in the archive.
+The archive is written first, under this operation's lock, its step journaled like the others (fault point
+`remove-archive`): a removal interrupted before the archive exists removed nothing, and `recover` just forgets it
+(the unfinished archive folder is swept). Once it exists, every step is idempotent and `./invoke recover` finishes
+the removal from the step the journal names: a half-removed tenant would be a broken one, and its data is safe in
+the archive.
 """
 import shutil
 import time
@@ -36,13 +38,14 @@ from ops.config.envfile import rel
 from ops.config.paths import BACKUPS, INSTANCE, REDIS_AUTH_CONF, TLS
 from ops.core.errors import OpsError
 from ops.core.run import probe, run
+from ops.data import backup_format as fmt
 from ops.data import journal as jn
 from ops.data.journal import fault_point
 from ops.deploy import compose, containers, live_networks, postgres_admin, redis_admin, wanted
 from ops.secrets import acl
 
 KIND = "tenant_remove"
-ARCHIVES = BACKUPS / "archives"
+ARCHIVES = BACKUPS / fmt.ARCHIVES  # never pruned by `backup --keep`
 STEPS = ("containers", "acl", "keys", "files", "network", "volume", "image", "postgres", "check")
 
 
@@ -136,35 +139,37 @@ def check(name: str) -> tenants.Tenant:
 
 
 # ---- the operation -----------------------------------------------------------------------------
-def write_archive(name: str, log=print) -> Path:
-    """A verified one-tenant backup under backups/archives/, named <tenant>-<stamp>."""
+def write_archive(journal: jn.Journal, state: dict, log=print) -> Path:
+    """A verified one-tenant backup under backups/archives/<tenant>-<stamp>/, written under this operation's lock;
+    on any failure nothing was removed and the journal forgets the removal."""
     from ops.data import tenant_backup
 
-    ARCHIVES.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = tenant_backup.create(name, parent=ARCHIVES, log=log)
-    if not path.name.startswith(f"{name}-"):  # the folder is named by its stamp: say whose it is
-        named = path.with_name(f"{name}-{path.name}")
-        path.rename(named)
-        path = named
-    return path
+    fault_point("remove-archive")
+    try:
+        archive = tenant_backup.create(state["tenant"], parent=ARCHIVES, log=log)
+    except BaseException:
+        journal.forget(state)
+        raise
+    journal.update(state, archive=str(archive))
+    return archive
 
 
 def remove(name: str, log=print) -> Path:
     """Archive tenant `name`, then remove every trace of it; returns the archive."""
     t0 = time.monotonic()
     t = check(name)
-    log(f"tenant-remove: writing the archive of tenant {name}")
-    archive = write_archive(name, log=log)
-    log(f"tenant-remove: archive {rel(archive)} verified")
     with jn.operation("tenant-remove") as journal:
-        if name not in tenants.known_names():  # the lock was free while the archive was written
-            raise OpsError(f"tenant {name} was removed by another run meanwhile; its archive {rel(archive)} is kept")
-        state = journal.record(KIND, tenant=name, archive=str(archive), step=STEPS[0],
+        if name not in tenants.known_names():  # removed by another run between check() and the lock
+            raise OpsError(f"unknown tenant '{name}': it was removed meanwhile; nothing was removed")
+        state = journal.record(KIND, tenant=name, archive=None, step="archive",
                                services=[*t.services(), naming.metrics_service(name)], profile=t.profile)
+        log(f"tenant-remove: writing the archive of tenant {name}")
+        archive = write_archive(journal, state, log)
+        log(f"tenant-remove: archive {rel(archive)} verified")
         _steps(journal, state, log)
     log(f"tenant-remove: tenant {name} removed in {time.monotonic() - t0:.1f}s; nothing of it remains but its "
-        f"archive {rel(archive)} (`./invoke restore {rel(archive)} --tenant {name} --yes` after "
-        f"`./invoke tenant-add {name}` brings its data back)")
+        f"archive {rel(archive)} (`./invoke tenant-add {name}`, then `./invoke restore {rel(archive)} --tenant "
+        f"{name} --yes` brings its data back)")
     return archive
 
 
@@ -286,10 +291,11 @@ STEP = {"containers": remove_containers, "acl": remove_acl_users, "keys": remove
 def recover(journal: jn.Journal, state: dict, log=print) -> list[str]:
     """`./invoke recover`: finish an interrupted removal from the step it reached (its archive exists), or, without
     its archive, forget it: nothing was removed yet."""
-    name, archive = state.get("tenant", "?"), Path(state.get("archive") or "/nonexistent")
-    if not (archive / "manifest.json").exists():
-        journal.forget(state)
+    name, archive = state.get("tenant", "?"), state.get("archive")
+    if not archive or not (Path(archive) / "manifest.json").exists():
+        journal.forget(state)  # its unfinished archive folder, if any, is swept with the other .partial folders
         return [f"the removal of tenant {name} stopped before its archive was written: nothing of it was removed"]
+    archive = Path(archive)
     lines = [f"finishing the removal of tenant {name} from step {state['step']} (its archive {rel(archive)} exists)"]
     lines += _steps(journal, state, lambda m: None, start=state.get("step", STEPS[0]))  # the caller says them
     return lines
