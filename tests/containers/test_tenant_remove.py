@@ -1,7 +1,6 @@
 """`./invoke tenant-remove c`: a verified archive first, then nothing of c remains, while tenant a serves on with no
 failed request and no lost task and nothing else restarts; the archive brings c's keys back into a fresh tenant c."""
 import re
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,7 @@ from ops.config.tenants import env_path, known_names
 from ops.data import backup_format as fmt
 from ops.data import tenant_remove
 from tests.support import deployment as d
-from tests.support import load_loop, tenant_lifecycle
+from tests.support import faults, load_loop, tenant_lifecycle
 
 TTL_MS = 3_600_000
 OTHERS = ["redis", "tenant-a-web", "tenant-a-worker", "tenant-a-beat", "tenant-b-web", "tenant-b-worker"]
@@ -37,23 +36,27 @@ def _started() -> dict:
 
 
 @pytest.mark.usefixtures("tenants_up")
-def test_remove_leaves_only_the_archive_and_the_archive_restores_into_a_fresh_tenant():
+def test_remove_leaves_only_the_archive_and_the_archive_restores_into_a_fresh_tenant(tmp_path):
+    """The removal is SIGKILLed half-way (its keys step) and `recover` finishes it, all while a serves on; a removal
+    killed before its archive exists is forgotten by `recover` with nothing removed."""
     tenant_lifecycle.add("c")
     try:
         d.invoke("up", "--tenant", "c")
-        expected = _write_keys(d.tenant_client("c"))
+        expected = _write_keys(d.client())
         ids = [d.post_echo("c", f"task-{i}") for i in range(5)]
         d.wait_for_results("c", ids)
         run_id, started = d.client().info("server")["run_id"], _started()
+        (tmp_path / "keys").mkdir()
         with load_loop.Load("a") as load:
-            out = tenant_lifecycle.remove("c")
+            out = faults.killed_at(["tenant-remove", "c", "--yes"], "remove-keys", tmp_path / "keys")
+            said = d.invoke("recover").stdout
         report = load.finish()
         print(report.line())
         assert report.failed_requests == [] and report.lost_tasks == [], report.line()
         assert d.client().info("server")["run_id"] == run_id and _started() == started  # nothing else restarted
-        archive = Path(re.search(r"archive (\S+) verified", out).group(1))
-        archive = archive if archive.is_absolute() else INSTANCE.home / archive
-        assert archive.parent.name == "archives" and archive.name.startswith("c-"), archive
+        assert "finishing the removal of tenant c from step keys" in said and "nothing of tenant c remains" in said
+        archive = INSTANCE.root / re.search(r"archive (\S+) verified", out).group(1)
+        assert archive.parent == tenant_remove.ARCHIVES and archive.name.startswith("c-"), archive
         assert tenant_remove.remains("c") == []
         assert "c" not in known_names() and archive.is_dir()
         fmt.verify(archive, log=lambda m: None)
@@ -61,8 +64,13 @@ def test_remove_leaves_only_the_archive_and_the_archive_restores_into_a_fresh_te
         tenant_lifecycle.add("c")  # the same name again: a fresh tenant, its archive restored into it
         assert all(d.client().type(k) == b"none" for k in expected)
         d.invoke("restore", str(archive), "--tenant", "c", "--yes")
-        c = d.tenant_client("c")
-        assert {k: _read(c, k) for k in expected} == expected
+        assert {k: _read(d.client(), k) for k in expected} == expected
+
+        (tmp_path / "archive").mkdir()
+        faults.killed_at(["tenant-remove", "c", "--yes"], "remove-archive", tmp_path / "archive")
+        said = d.invoke("recover").stdout
+        assert "stopped before its archive was written: nothing of it was removed" in said
+        assert env_path("c").exists() and {k: _read(d.client(), k) for k in expected} == expected
     finally:
         if env_path("c").exists():
             tenant_lifecycle.remove("c")
