@@ -18,6 +18,7 @@ LABELS = {
     "flush_over_delete_expired_rows_per_s": "flush-results rows/s / delete_expired rows/s",
     "flush_write_p99_over_without": "result-write p99 during flush-results / without a flush",
     "monitoring_idle_with_over_without": "cores at rest, monitoring profile running / not running",
+    "tenant_restore_failed_requests_other": "failed requests of tenant a while tenant b is restored",
 }
 
 
@@ -60,11 +61,22 @@ def section(results: dict) -> str:
                           f"{fl['write_p99_ms_without_flush']:.1f} / {fl['batched']['write_p99_ms_during']:.1f} / "
                           f"{fl['delete_expired']['write_p99_ms_during']:.1f}"))
     lines += _monitoring_rows(results.get("monitoring"))
+    lines += _restore_rows(results)
+    return "\n".join(lines)
+
+
+def _restore_rows(results: dict) -> list[str]:
+    rows = []
     bk = results.get("backup")
     if bk:
-        lines.append(_row("restore downtime / naive downtime (s)",
-                          f"{bk['restore_downtime_s']:.1f} / {bk['naive_downtime_s']:.1f}"))
-    return "\n".join(lines)
+        rows.append(_row("restore downtime / naive downtime (s)",
+                         f"{bk['restore_downtime_s']:.1f} / {bk['naive_downtime_s']:.1f}"))
+    tr = results.get("tenant-restore")
+    if tr:
+        rows.append(_row(f"restore --tenant b ({tr['tenant_keys']} of {tr['keys']} keys): s; tenant a's failed "
+                         "requests; its p99 during / before",
+                         f"{tr['restore_s']:.1f}; {tr['failed_requests_a']}; {tr['p99_ratio_a']:.2f}x"))
+    return rows
 
 
 def _monitoring_rows(mon: dict | None) -> list[str]:

@@ -12,6 +12,8 @@ Sections (`--only SECTION` runs one; each prints a line when it starts and when 
               restore's tenant-visible downtime vs the naive one
   monitoring  the instance's cores at rest with the monitoring profile running / without it, interleaved, and the
               publish-time header's cost per published task (the only thing monitoring adds to a task's path)
+  tenant-restore  `keys` keys in the server, a tenth of them tenant b's: `backup --tenant b`, then `restore --tenant
+              b` while echo tasks are posted to tenant a: restore time, a's failed requests, a's p99 during / before
 """
 import json
 import os
@@ -36,6 +38,8 @@ from ops.data import backup as bk
 from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import restore as rs
+from ops.data import tenant_backup
+from ops.data import tenant_restore as one_restore
 from ops.deploy import compose, connlimit, containers, redis_admin
 from ops.engine import daemons, dockerd, provision
 from ops.engine import healthcheck_runner as runner
@@ -43,7 +47,7 @@ from ops.engine import healthcheck_runner as runner
 from . import cpu, stack
 
 RESULTS = INSTANCE.home / "bench" / "results.json"  # per instance: a test run never overwrites yours
-SECTIONS = ("idle", "throughput", "latency", "memory", "flush", "backup", "monitoring")
+SECTIONS = ("idle", "throughput", "latency", "memory", "flush", "backup", "monitoring", "tenant-restore")
 WARM_UP_S = "3"  # seconds of paced load before the measured latency rounds
 FULL = {"n": 5000, "rounds": 3, "keys": 1_000_000, "rows": 1_000_000, "idle_s": 60, "paced_s": 30, "queued": 10_000}
 QUICK = {"n": 200, "rounds": 1, "keys": 10_000, "rows": 5_000, "idle_s": 5, "paced_s": 5, "queued": 1_000}
@@ -369,6 +373,102 @@ def backup(cfg: dict, log) -> dict:
             shutil.rmtree(made, ignore_errors=True)
 
 
+# ---- one tenant's restore ----------------------------------------------------------------------------
+class EchoLoad:
+    """Echo tasks posted to tenant a's web every INTERVAL s on a thread: each request's latency, and the failed ones
+    (an error, a time-out, anything but 202). p99_before: the same requests, one at a time, just before."""
+
+    INTERVAL = 0.05
+
+    def __init__(self):
+        self.url = f"http://127.0.0.1:{tenants.web_port_of(stack.TENANT)}/api/tasks/echo"
+        self.latencies, self.failed, self.stop = [], 0, threading.Event()
+        self.p99_before = 0.0
+
+    def _post(self) -> tuple[float, bool]:
+        req = urllib.request.Request(self.url, data=b'{"value": "bench"}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - the instance's own loopback URL
+                ok = resp.status == HTTPStatus.ACCEPTED
+        except (urllib.error.URLError, OSError):
+            ok = False
+        return (time.perf_counter() - t0) * 1000, ok
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            ms, ok = self._post()
+            self.latencies.append(ms)
+            self.failed += not ok
+            self.stop.wait(self.INTERVAL)
+
+    @staticmethod
+    def p99(samples: list[float]) -> float:
+        return statistics.quantiles(samples, n=100, method="inclusive")[98] if len(samples) > 1 else 0.0
+
+    def __enter__(self):
+        before = []
+        for _ in range(100):
+            ms, ok = self._post()
+            if not ok:
+                raise OpsError("bench tenant-restore: tenant a refused an echo task before the restore: is it healthy?")
+            before.append(ms)
+            time.sleep(self.INTERVAL)
+        self.p99_before = self.p99(before)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def _fill_tenant(client, prefix: str, keys: int) -> None:
+    """`keys` keys under prefix: strings, and every tenth a hash (DUMP/RESTORE move more than one type)."""
+    for start in range(0, keys, FILL_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(keys, start + FILL_BATCH)):
+            if i % 10:
+                pipe.set(f"{prefix}bench:{i}", f"value-{i:010d}")
+            else:
+                pipe.hset(f"{prefix}bench:{i}", mapping={"f": i, "g": "x" * 20})
+        pipe.execute()
+
+
+def tenant_restore(cfg: dict, log) -> dict:
+    keys, name = cfg["keys"], "b"
+    own = keys // 10
+    client = redis_admin.operator(timeout=120)
+    parent = tenant_backup.default_parent(name)
+    existing = set(parent.iterdir()) if parent.is_dir() else set()
+    _fill_keys(client, keys - own, log)
+    _fill_tenant(client, naming.key_prefix(name), own)
+    try:
+        t0 = time.monotonic()
+        path = tenant_backup.create(name, log=quiet)
+        backup_s = time.monotonic() - t0
+        with EchoLoad() as load:
+            t0 = time.monotonic()
+            one_restore.restore(str(path), name, assume_yes=True, confirm=None, log=quiet)
+            restore_s = time.monotonic() - t0
+        during = load.p99(load.latencies)
+        ratio = during / load.p99_before if load.p99_before else float("inf")
+        log(f"bench: {keys} keys, {own} of them tenant {name}'s: backup --tenant {backup_s:.1f}s, restore --tenant "
+            f"{restore_s:.1f}s; tenant a: {len(load.latencies)} requests, {load.failed} failed, p99 {during:.1f} ms "
+            f"during vs {load.p99_before:.1f} ms before (x{ratio:.2f})")
+        return {"keys": keys, "tenant_keys": own, "backup_s": backup_s, "restore_s": restore_s,
+                "requests_a": len(load.latencies), "failed_requests_a": load.failed,
+                "p99_before_ms_a": load.p99_before, "p99_during_ms_a": during, "p99_ratio_a": ratio}
+    finally:
+        admin = redis_admin.operator(timeout=120)
+        redis_admin.unlink_matching(admin, "bench:key:*")
+        redis_admin.unlink_matching(admin, f"{naming.key_prefix(name)}bench:*")
+        for made in (set(parent.iterdir()) if parent.is_dir() else set()) - existing:
+            shutil.rmtree(made, ignore_errors=True)
+
+
 # ---- monitoring --------------------------------------------------------------------------------------
 SETTLE_S = 3  # after a start or stop: the engine's own work (and the first scrapes) out of the window
 HEADER_CALLS = 100_000
@@ -454,6 +554,7 @@ TARGETS = [  # name, (section, key), op, target, stretch
     ("flush_write_p99_over_without", ("flush", "write_p99_during_batched_over_without"), "<=", 2.0, None),
     # Prometheus' 6+ scrapes every 15 s, the exporters and their healthchecks: at most a quarter more at rest.
     ("monitoring_idle_with_over_without", ("monitoring", "idle_with_over_without"), "<=", 1.25, None),
+    ("tenant_restore_failed_requests_other", ("tenant-restore", "failed_requests_a"), "<=", 0, None),
 ]
 
 
@@ -507,7 +608,7 @@ def run(cfg: dict, only: str | None, log=print) -> dict:
     results = json.loads(RESULTS.read_text()) if only and RESULTS.exists() else {}
     results.update(config=cfg, machine=machine(), date=datetime.now(UTC).strftime("%Y-%m-%d"))
     sections = {"idle": idle, "throughput": throughput, "latency": latency, "memory": memory, "flush": flush,
-                "backup": backup, "monitoring": monitoring}
+                "backup": backup, "monitoring": monitoring, "tenant-restore": tenant_restore}
     needs_image = set(wanted) & {"throughput", "latency", "memory", "flush"}
     try:
         if needs_image:

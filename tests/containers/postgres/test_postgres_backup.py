@@ -51,7 +51,7 @@ def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
     try:
         path = _backup()
         manifest = json.loads((path / "manifest.json").read_text())
-        assert manifest["format"] == 2 and set(manifest["tenants"]) >= {"a", "pgb", "pgc"}, manifest
+        assert manifest["format"] == 3 and set(manifest["tenants"]) >= {"a", "pgb", "pgc"}, manifest
         assert set(manifest["postgres"]) == {"pgb", "pgc"} and "tenants/a/db.sqlite3" in manifest["files"]
         for t in ("pgb", "pgc"):
             entry = manifest["postgres"][t]
