@@ -305,6 +305,40 @@ def tenant_add(c, name, port=0, project="", django_settings="", celery_app="", w
     textfile.write_certificates()  # its two new certificates (its own, its metrics exporter's)
 
 
+@task(help={"name": "The tenant to remove.",
+            "yes": "Do not ask for confirmation (required when stdin is not a terminal)."})
+@_fail_cleanly
+def tenant_remove(c, name, yes=False):
+    """Remove a tenant for good, after writing a verified archive of it under backups/archives/.
+
+    Its containers, Redis ACL users (live and in the auth file), keys (SCAN + UNLINK), volume, image, PostgreSQL
+    database and roles, env file (and so its web port), secret files, certificates and metrics user are removed;
+    the running Redis and PostgreSQL leave its network without a restart, and no other tenant's service is touched.
+    Then nothing of it may remain but the archive (checked). An interrupted removal is finished by `./invoke
+    recover` once the archive exists. `./invoke tenant-add NAME` and `./invoke restore ARCHIVE --tenant NAME`
+    bring it back.
+    """
+    from ops.data import tenant_remove as removal
+    from ops.monitor import profile, textfile
+
+    _need_root("tenant-remove")
+    removal.check(name)  # bad input: one line before anything is asked
+    if not yes:
+        if not sys.stdin.isatty():
+            raise OpsError(f"tenant-remove deletes tenant {name}'s data (an archive is kept) and stdin is not a "
+                           "terminal: add --yes to confirm")
+        if input(f"Remove tenant {name} and all its data (an archive is written first)? [y/N] ").strip().lower() \
+                not in ("y", "yes"):
+            raise OpsError("tenant-remove cancelled: nothing was changed")
+    removal.remove(name)
+    textfile.write_certificates()  # its two certificates are gone
+    remembered = wanted.load()
+    if remembered["monitoring"]:  # Prometheus stops scraping its metrics exporter
+        before = profile.started_at(profile.RELOADS)
+        watched = [n for n in remembered["tenants"] if n in tenants.known_names()]
+        profile.reload_changed(before, profile.prepare(watched), log=lambda m: print(f"tenant-remove: {m}"))
+
+
 @task(help={"name": "The tenant whose data to move (it must be running, on SQLite).",
             "to": "Where to move it: postgres (its own database and role on the deployment's PostgreSQL).",
             "timeout": "Seconds to wait for PostgreSQL and for the tenant's services to turn healthy."})
@@ -519,8 +553,9 @@ def recover(c, rollback=False):
     interrupted restore, whole or one tenant's, is finished (or, with --rollback, undone from its pre-restore copy)
     and the services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
     SQLite, its new PostgreSQL database dropped, its services started), or finished once its env file
-    says DATABASE=postgres. An interrupted rotate is finished (its new secrets are already in the env file).
-    Safe to run any time: with nothing to do it says so.
+    says DATABASE=postgres. An interrupted rotate is finished (its new secrets are already in the env file). An
+    interrupted tenant-remove is finished once its archive exists (before that nothing was removed, and it is
+    forgotten). Safe to run any time: with nothing to do it says so.
     """
     from ops.data import recover as recovery
 

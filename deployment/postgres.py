@@ -275,6 +275,15 @@ def retire_sql(databases: list[TenantDatabase]) -> list[str]:
             f"'{pattern}' AND rolname NOT IN ({keep}) AND rolcanlogin\\gexec"]
 
 
+def drop_tenant_sql(tenant: str) -> str:
+    """Everything of a removed tenant on the server (`./invoke tenant-remove`): its database (its sessions ended
+    first), its role and its metrics exporter's role. Idempotent: a removal finished by `recover` runs it again."""
+    db = ident(naming.database_name(tenant))
+    roles = [ident(naming.database_role(tenant)), ident(naming.database_metrics_role(tenant))]
+    lines = [f"DROP DATABASE IF EXISTS {db} WITH (FORCE);", *(f"DROP ROLE IF EXISTS {r};" for r in roles)]
+    return "\n".join(lines) + "\n"
+
+
 def provisioning_sql(databases: list[TenantDatabase], verifiers: Mapping[str, str]) -> str:
     """The whole script for `psql -v ON_ERROR_STOP=1` as the bootstrap superuser; verifiers: role -> verifier (every
     tenant role, each tenant's metrics role, ops and monitor). Refuses, in one line, tenants whose limits the server

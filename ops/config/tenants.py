@@ -1,8 +1,13 @@
 """The instance's tenants: a tenant exists when its env file (or a committed .example) exists.
 
+A tenant declared by a committed example (a, b) and removed by `./invoke tenant-remove` is listed in the instance's
+state (REMOVED): its example no longer declares it here, so `init` and `up` do not bring it back; `tenant-add` does.
+
 The tenant's env file is the one place for its own facts (its web port, its secrets), validated
 against the table in deployment/envs.py; every other tenant-derived name comes from deployment.naming.
 """
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +15,9 @@ from deployment import envs, naming
 from deployment import tenant as tenant_model
 from deployment.errors import DeploymentError as OpsError
 from ops.config.envfile import read_env, rel, require
-from ops.config.paths import ENVS, EXAMPLES, INSTANCE
+from ops.config.paths import ENVS, EXAMPLES, INSTANCE, STATE
+
+REMOVED = STATE / "removed-tenants.json"
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,31 @@ def example_path(name: str) -> Path:
 
 def known_names() -> list[str]:
     pattern = naming.env_file_re()
-    files = [*ENVS.glob("*.env"), *EXAMPLES.glob("*.env.example")]
-    return sorted({m.group(1) for p in files if (m := pattern.match(p.name))})
+    own = {m.group(1) for p in ENVS.glob("*.env") if (m := pattern.match(p.name))}
+    examples = {m.group(1) for p in EXAMPLES.glob("*.env.example") if (m := pattern.match(p.name))}
+    return sorted(own | (examples - removed_names()))
+
+
+def removed_names() -> set[str]:
+    """Tenants removed from this instance whose committed example would otherwise declare them again."""
+    try:
+        return set(json.loads(REMOVED.read_text()))
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError):
+        raise OpsError(f"{REMOVED} is unreadable: it lists the removed tenants as a JSON list of names; "
+                       "fix or delete it") from None
+
+
+def mark_removed(name: str, removed: bool = True) -> None:
+    """Record (or with removed=False forget) that `name` was removed; written partial -> rename."""
+    names = removed_names() | {name} if removed else removed_names() - {name}
+    if names == removed_names():
+        return
+    STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = REMOVED.with_suffix(".partial")
+    tmp.write_text(json.dumps(sorted(names)) + "\n")
+    os.replace(tmp, REMOVED)
 
 
 def load(name: str) -> Tenant:

@@ -13,6 +13,7 @@ there BEFORE it is made, and forgotten once it was undone normally:
   migrate  the step a tenant's move from SQLite to PostgreSQL reached (tenant-migrate-db), the services it stopped
   rotate   the step a tenant's rotation reached (./invoke rotate, ops/data/rotate.py), the SHA-256 digests of its
            old and new Redis passwords, the ids of the connections open before it began
+  tenant_remove  the step a tenant's removal reached (tenant-remove), its archive: recover finishes it
 
 A journal left behind by a killed process is told from one in use by the lock. The next task
 (`at_task_start()`, called by tasks.py's wrapper: a cheap file check when nothing is left) undoes what
@@ -287,8 +288,14 @@ def _undo_tenant_restore(entry: dict, op: str) -> str:
     raise OpsError(f"a restore of tenant {entry.get('tenant')} is finished or rolled back only by `./invoke recover`")
 
 
+def _undo_tenant_remove(entry: dict, op: str) -> str:
+    # A half-removed tenant is finished by recover (ops/data/tenant_remove.recover), never by a task's start.
+    raise OpsError(f"a removal of tenant {entry.get('tenant')} is finished only by `./invoke recover`")
+
+
 UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore,
-        "migrate": _undo_migrate, "rotate": _undo_rotate, "tenant_restore": _undo_tenant_restore}
+        "migrate": _undo_migrate, "rotate": _undo_rotate, "tenant_restore": _undo_tenant_restore,
+        "tenant_remove": _undo_tenant_remove}
 
 
 def undo_all(journal: Journal) -> list[str]:
@@ -324,18 +331,23 @@ def describe_tenant_restore(doc: dict, state: dict) -> str:
             "`./invoke recover` to finish it (or `./invoke recover --rollback` to put its data from before back)")
 
 
+def describe_tenant_remove(doc: dict, state: dict) -> str:
+    return (f"a removal of tenant {state.get('tenant', '?')} was interrupted at step {state.get('step', '?')} "
+            f"(pid {doc.get('pid')}, {doc.get('started')}): run `./invoke recover` to finish it (its archive "
+            f"{os.path.basename(state.get('archive') or '?')} holds its data)")
+
+
 def _held_for_recover(doc: dict) -> str | None:
     """What only `./invoke recover` may act on in a leftover journal (a restore, a migration), in one line; or None."""
     if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
         return describe_restore(doc)
-    tenant_restore = next((e for e in doc["entries"] if e["kind"] == "tenant_restore"), None)
-    if tenant_restore is not None:
-        return describe_tenant_restore(doc, tenant_restore)
-    migrating = next((e for e in doc["entries"] if e["kind"] == "migrate"), None)
-    if migrating is not None:
-        return describe_migrate(doc, migrating)
-    rotating = next((e for e in doc["entries"] if e["kind"] == "rotate"), None)
-    return describe_rotate(doc, rotating) if rotating is not None else None
+    describers = (("tenant_restore", describe_tenant_restore), ("migrate", describe_migrate),
+                  ("rotate", describe_rotate), ("tenant_remove", describe_tenant_remove))
+    for kind, describe in describers:
+        entry = next((e for e in doc["entries"] if e["kind"] == kind), None)
+        if entry is not None:
+            return describe(doc, entry)
+    return None
 
 
 def describe_rotate(doc: dict, state: dict) -> str:

@@ -50,6 +50,7 @@ def add(name: str, port: int = 0, **given) -> list[str]:
     values = {**envs.tenant_values(name, port, secret=secrets.generate), **declared}
     path = tenants.env_path(name)
     write_private(path, envs.render(envs.TENANT_SETTINGS, values, envs.TENANT_HEADER.format(name=name)))
+    tenants.mark_removed(name, removed=False)  # a removed example tenant added again: declared by its env file now
     report.append(f"created  {rel(path)} (web on 127.0.0.1:{port})")
     report.append(f"created  {rel(secrets.issue_tenant_certificate(name))}")
     report += tenant_files.write(name)
