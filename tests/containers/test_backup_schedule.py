@@ -1,0 +1,111 @@
+"""`./invoke backup-schedule --once` (the cron form of the backup strategy) on the test instance: each run takes a
+verified backup, the copy hook copies it byte for byte into a local target, retention removes only the oldest beyond
+BACKUP_KEEP_WHOLE and never an archive, the textfile metrics the alerts read move; a failing hook leaves the backup
+and fails the run in one line."""
+import datetime as dt
+import json
+import re
+import shutil
+
+import pytest
+
+from ops.config.paths import BACKUPS, INSTANCE
+from ops.data import backup_format as fmt
+from ops.data import retention, schedule
+from ops.monitor import textfile
+from tests.support import deployment as d
+
+pytestmark = pytest.mark.usefixtures("tenants_up")
+# The documented shell form for a copy that needs one: mkdir + cp into <target>/<name>/, the backup as "$1".
+COPY = "sh -c 'mkdir -p \"$3/$2\" && cp -a \"$1/.\" \"$3/$2/\"' sh {path} {name} "
+
+
+@pytest.fixture
+def policy():
+    """Writes this test's envs/backup.env; the instance's own is put back afterwards."""
+    path = INSTANCE.backup_env
+    before = path.read_text() if path.exists() else None
+
+    def write(**values):  # each value double-quoted, as an operator would write a command with spaces
+        quoted = {k: str(v).replace("\\", "\\\\").replace('"', '\\"') for k, v in values.items()}
+        path.write_text("".join(f'{k}="{v}"\n' for k, v in quoted.items()))
+    yield write
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(before)
+
+
+def _run(check=True):
+    proc = d.invoke("backup-schedule", "--once", check=check)
+    last = schedule.LOG.read_text().splitlines()[-1]
+    assert last in proc.stdout, proc.stdout[-2000:]  # the one line is both printed and logged
+    return proc, last
+
+
+def _whole(line: str) -> str:
+    match = re.search(r"whole (\d{8}T\d{6}Z)", line)
+    assert match, line
+    return match.group(1)
+
+
+def _files(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): fmt.sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _metrics() -> dict[str, float]:
+    text = textfile.BACKUP_FILE.read_text() + textfile.COPY_FILE.read_text()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"(?m)^(tenantstack_\w+) (\S+)$", text)}
+
+
+def _created(name: str) -> float:
+    manifest = json.loads((BACKUPS / name / "manifest.json").read_text())
+    return dt.datetime.fromisoformat(manifest["created"]).timestamp()
+
+
+def test_scheduled_runs_back_up_copy_prune_and_report_a_failing_copy(policy, tmp_path):
+    target = tmp_path / "offsite"
+    existing = [p.name for p in retention.complete(BACKUPS)]
+    keep = len(existing) + 2  # three runs: exactly the oldest backup is beyond the policy after the third
+    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
+
+    proc, line = _run()
+    first = _whole(line)
+    assert line.split(" backup-schedule: ")[1].startswith("ok "), line
+    assert f"copy of {first} ok" in line and "(exit 0" in line
+    fmt.verify(BACKUPS / first, log=lambda m: None)
+    assert _files(target / first) == _files(BACKUPS / first)  # every file, byte for byte
+    after_first = _metrics()
+    assert after_first["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(first))
+    assert after_first["tenantstack_backup_copy_failed"] == 0
+    assert after_first["tenantstack_backup_copy_last_success_timestamp_seconds"] > 0
+
+    # A removed tenant's archive (a real backup, as tenant-remove writes one): retention never looks there.
+    archive = retention.ARCHIVES / f"zz-{first}"
+    shutil.copytree(BACKUPS / first, archive)
+
+    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND="false")
+    proc, line = _run(check=False)
+    second = _whole(line)
+    assert proc.returncode != 0 and "FAILED" in line and f"copy of {second} failed" in line and "(exit 1" in line
+    said = proc.stderr.strip().splitlines()
+    assert len(said) == 1 and f"copy of {second} failed" in said[0], proc.stderr
+    assert (BACKUPS / second / "manifest.json").exists()  # the local backup stays, verified before the copy
+    fmt.verify(BACKUPS / second, log=lambda m: None)
+    failed = _metrics()
+    assert failed["tenantstack_backup_copy_failed"] == 1
+    assert failed["tenantstack_backup_copy_last_success_timestamp_seconds"] == \
+        after_first["tenantstack_backup_copy_last_success_timestamp_seconds"]
+    assert failed["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(second))
+
+    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
+    proc, line = _run()
+    third = _whole(line)
+    expected = [*existing, first, second, third]
+    assert [p.name for p in retention.complete(BACKUPS)] == expected[1:]  # the oldest, and only it, removed
+    assert f"{expected[0]} (keeping the {keep} newest)" in proc.stdout, proc.stdout[-2000:]
+    assert (archive / "manifest.json").exists() and _files(archive) == _files(target / first)
+    assert _files(target / third) == _files(BACKUPS / third)
+    assert _metrics()["tenantstack_backup_copy_failed"] == 0
+    assert _metrics()["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(third))
+    shutil.rmtree(archive)
