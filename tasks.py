@@ -431,11 +431,22 @@ def bgsave(c, timeout=600):
     bg.bgsave(client, timeout=float(timeout))
 
 
-@task(help={"keep": "How many complete whole backups to keep (oldest removed only after the new one verified; "
-                    "default: BACKUP_KEEP_WHOLE of envs/backup.env, 7)."})
+@task(iterable=["tenant"], help={
+    "keep": "How many complete whole backups to keep (oldest removed only after the new one verified; default: "
+            "BACKUP_KEEP_WHOLE of envs/backup.env, 7); one-tenant backups (backups/tenant-<t>/) and archives are "
+            "never pruned by it.",
+    "tenant": "Back up only this tenant (repeatable): its Redis keys and database, under backups/tenant-<t>/; "
+              "nothing server-wide, the other tenants never notice."})
 @_fail_cleanly
-def backup(c, keep=None):
-    """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified."""
+def backup(c, keep=None, tenant=None):
+    """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified; or, with
+    --tenant, one tenant's keys and database (restore it with `restore BACKUP --tenant T`)."""
+    if tenant:
+        from ops.data import tenant_backup
+
+        for name in tenant:
+            tenant_backup.create(name)
+        return
     from ops.config import backup_policy
     from ops.data import backup as bk
     from ops.monitor import textfile
@@ -476,30 +487,40 @@ def backup_schedule(c, once=False, every=None):
     schedule.forever(after_run=metrics, every=seconds)
 
 
-@task(help={"backup": "Folder name under backups/ (or a path) of the backup to restore.",
-            "yes": "Do not ask for confirmation (required when stdin is not a terminal)."})
+@task(help={"backup": "Folder name under backups/ (or a path) of the backup to restore; with --tenant also a folder "
+                      "of backups/tenant-<t>/ or backups/archives/.",
+            "yes": "Do not ask for confirmation (required when stdin is not a terminal).",
+            "tenant": "Restore only this tenant's keys and database (from a whole or a one-tenant backup); its "
+                      "services stop meanwhile, every other tenant keeps serving."})
 @_fail_cleanly
-def restore(c, backup, yes=False):
-    """Restore a verified backup: Redis (RDB + AOF) and tenant databases; current data is kept aside first."""
-    from ops.data import restore as rs
-
+def restore(c, backup, yes=False, tenant=None):
+    """Restore a verified backup: Redis (RDB + AOF) and tenant databases; current data is kept aside first.
+    With --tenant, only that tenant: its keys (RESTORE) and database; its current data kept as a pre-restore copy."""
     def confirm(question: str) -> None:
         if not sys.stdin.isatty():
             raise OpsError("restore replaces live data and stdin is not a terminal: add --yes to confirm")
         if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
             raise OpsError("restore cancelled: nothing was changed")
 
+    if tenant:
+        from ops.data import tenant_restore
+
+        tenant_restore.restore(backup, tenant, assume_yes=yes, confirm=confirm)
+        return
+    from ops.data import restore as rs
+
     rs.restore(backup, assume_yes=yes, confirm=confirm)
 
 
-@task(help={"rollback": "Roll an interrupted restore back to the data from before it, instead of finishing it."})
+@task(help={"rollback": "Roll an interrupted restore (whole or one tenant's) back to the data from before it, instead "
+                        "of finishing it."})
 @_fail_cleanly
 def recover(c, rollback=False):
     """Finish or undo what an interrupted backup, restore or tenant-migrate-db left; say what was found and done.
 
     A backup's paused AOF rewrites and write pause are put back and its unfinished folder removed; an
-    interrupted restore is finished (or, with --rollback, undone from its pre-restore copy) and the
-    services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
+    interrupted restore, whole or one tenant's, is finished (or, with --rollback, undone from its pre-restore copy)
+    and the services it stopped are started again. An interrupted tenant-migrate-db is rolled back (the tenant on
     SQLite, its new PostgreSQL database dropped, its services started), or finished once its env file
     says DATABASE=postgres. Safe to run any time: with nothing to do it says so.
     """

@@ -183,9 +183,10 @@ def _pg_folder(tmp_path, entry=PG_ENTRY, dump: str | None = "tenants/pgb/db.pgdu
     return path
 
 
-def test_a_new_manifest_is_format_2_with_the_snapshot_time_and_each_dump(tmp_path):
+def test_a_new_manifest_is_format_3_with_the_snapshot_time_and_each_dump(tmp_path):
     manifest = fmt.read_manifest(_pg_folder(tmp_path))
-    assert manifest["format"] == fmt.FORMAT == 2 and manifest["redis_snapshot_at"].startswith("2026-12-07T16:57:31")
+    assert manifest["format"] == fmt.FORMAT == 3 and manifest["redis_snapshot_at"].startswith("2026-12-07T16:57:31")
+    assert fmt.scope_of(manifest) == fmt.WHOLE
     assert fmt.postgres_of(manifest) == {"pgb": PG_ENTRY}
     assert manifest["files"]["tenants/pgb/db.pgdump"]["size"] == len(b"PGDMP")
 
@@ -214,8 +215,8 @@ def test_a_postgres_section_that_does_not_describe_the_dumps_is_refused_in_one_l
 
 def test_a_format_this_release_does_not_know_is_refused(tmp_path):
     path = _pg_folder(tmp_path)
-    (path / "manifest.json").write_text(json.dumps({**json.loads((path / "manifest.json").read_text()), "format": 3}))
-    with pytest.raises(OpsError, match=r"is in format 3, newer than this release reads \(2\): restore it with"):
+    (path / "manifest.json").write_text(json.dumps({**json.loads((path / "manifest.json").read_text()), "format": 4}))
+    with pytest.raises(OpsError, match=r"is in format 4, newer than this release reads \(3\): restore it with"):
         fmt.read_manifest(path)
 
 
@@ -244,3 +245,101 @@ def test_postgres_jobs_carry_no_password_and_talk_to_the_server_only_when_they_m
     check = pg.job_argv("j", "sh", [], uid=0, network=None, mounts={})
     assert ("--network", "none") in set(zip(check, check[1:], strict=False)) and "PGPASSFILE" not in " ".join(check)
     assert "sslmode=verify-full" in pg._conninfo("pgb") and "password" not in pg._conninfo("pgb")
+
+
+# ---- format 3: tenant sections, one-tenant backups and their keys file ----------------------------------------
+RECORDS = [(b"tenant-b:str", -1, b"\x00\x05hello"), (b"tenant-b:ttl", 1_900_000_000_000, b"\x00\x01x" * 100),
+           (b"tenant-b:" + bytes(range(256)), -1, b"")]
+
+
+def _tenant_folder(tmp_path, records=RECORDS):
+    path = tmp_path / "tenant-b" / "20261207T200000Z"
+    (path / "redis").mkdir(parents=True)
+    counts = fmt.write_keys(path / fmt.KEYS_FILE, records)
+    (path / "tenants" / "b").mkdir(parents=True)
+    (path / "tenants" / "b" / "db.sqlite3").write_bytes(b"not checked here")
+    fmt.write_manifest(path, {**fmt.server_meta(VALKEY_INFO), "postgres": {}}, ["b"], scope=fmt.TENANT,
+                       sections={"b": counts})
+    return path
+
+
+def test_a_keys_file_gives_back_every_record_as_written(tmp_path):
+    path = tmp_path / "keys.bin"
+    size = sum(len(k) + len(p) for k, _, p in RECORDS)
+    assert fmt.write_keys(path, RECORDS) == {"keys": 3, "expires": 1, "bytes": size}
+    assert list(fmt.read_keys(path)) == RECORDS
+    assert fmt.write_keys(path, []) == {"keys": 0, "expires": 0, "bytes": 0} and list(fmt.read_keys(path)) == []
+
+
+@pytest.mark.parametrize("cut", [1, 8, 11, 30, -1])
+def test_a_cut_or_garbled_keys_file_is_refused_in_one_line(tmp_path, cut):
+    path = tmp_path / "keys.bin"
+    fmt.write_keys(path, RECORDS)
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut > 0 else data[:-1] + b"\x07")
+    with pytest.raises(OpsError) as exc:
+        list(fmt.read_keys(path, "20261207T200000Z"))
+    line = str(exc.value)
+    assert line.startswith("backup 20261207T200000Z is corrupt: redis/keys.bin ") and "\n" not in line
+
+
+def test_a_one_tenant_manifest_has_the_same_format_with_one_tenant_section(tmp_path):
+    manifest = fmt.read_manifest(_tenant_folder(tmp_path))
+    assert manifest["format"] == fmt.FORMAT and fmt.scope_of(manifest) == fmt.TENANT and manifest["tenants"] == ["b"]
+    assert fmt.tenant_sections_of(manifest) == {"b": {"keys": 3, "expires": 1, "database": "sqlite",
+                                                      "files": [fmt.KEYS_FILE, "tenants/b/db.sqlite3"]}}
+
+
+def test_a_whole_manifest_carries_each_tenants_key_counts(tmp_path):
+    path = _folder(tmp_path, {**fmt.server_meta(VALKEY_INFO), "keyspace": {}})
+    fmt.write_manifest(path, {**fmt.server_meta(VALKEY_INFO), "keyspace": {}}, ["a"],
+                       sections={"a": {"keys": 7, "expires": 2}, "b": {"keys": 3, "expires": 0}})
+    sections = fmt.tenant_sections_of(fmt.read_manifest(path))
+    assert sections["a"] == {"keys": 7, "expires": 2, "database": None, "files": []} and sections["b"]["keys"] == 3
+
+
+def test_older_whole_manifests_have_no_tenant_sections(tmp_path):
+    path = _folder(tmp_path, {"redis_version": "7.0.15", "keyspace": {}})
+    manifest = json.loads((path / "manifest.json").read_text())
+    for old in (1, 2):
+        (path / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items()
+                                                        if k not in ("scope", "tenant_sections")} | {"format": old}))
+        read = fmt.read_manifest(path)
+        assert fmt.scope_of(read) == fmt.WHOLE and fmt.tenant_sections_of(read) is None
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (lambda m: m["tenant_sections"]["b"].update(keys="3"), "section of tenant b lacks its key counts"),
+    (lambda m: m["tenant_sections"].update(c=m["tenant_sections"]["b"]), "exactly one tenant section"),
+    (lambda m: m["files"].pop(fmt.KEYS_FILE), "names files it does not list"),
+    (lambda m: m.update(scope="some"), "no valid scope"),
+])
+def test_a_one_tenant_manifest_that_does_not_describe_it_is_refused(tmp_path, change, said):
+    path = _tenant_folder(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OpsError, match=said):
+        fmt.read_manifest(path)
+
+
+def test_a_keys_file_that_does_not_hold_the_recorded_count_fails_verify(tmp_path):
+    path = _tenant_folder(tmp_path)
+    fmt.write_keys(path / fmt.KEYS_FILE, RECORDS[:2])
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"][fmt.KEYS_FILE] = {"size": (path / fmt.KEYS_FILE).stat().st_size,
+                                        "sha256": fmt.sha256(path / fmt.KEYS_FILE)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(OpsError, match=r"is corrupt: redis/keys.bin holds 2 keys \(1 with a TTL\), manifest.json "
+                                       r"says 3 \(1\)"):
+        fmt.verify(path, log=lambda m: None)
+
+
+def test_sweeping_finds_unfinished_folders_of_one_tenant_backups_and_archives(tmp_path, monkeypatch):
+    monkeypatch.setattr(fmt, "BACKUPS", tmp_path)
+    for folder in ("tenant-b/.20261207T200000Z.partial", "tenant-b/.pre-restore-20261207T200000Z.partial",
+                   "archives/.c-20261207T200000Z.partial", ".20261207T200000Z.partial", "tenant-b/20261207T200001Z"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert len(fmt.sweep_partials()) == 4
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "archives", "tenant-b", "tenant-b/20261207T200001Z"]

@@ -33,7 +33,7 @@ from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import journal as jn
 from ops.data import postgres_data as pg
-from ops.data import retention, space
+from ops.data import retention, space, tenant_keys
 from ops.data.journal import fault_point
 from ops.deploy import containers, redis_admin
 
@@ -141,6 +141,18 @@ def expected_size(names: list[str]) -> int:
     return total + sum(pg.database_size(n) for n in pg.on_postgres(names))
 
 
+def tenant_counts(partial: Path, names: list[str], log=print) -> dict:
+    """Each configured tenant's keys in the backup's own RDB (a throwaway server reads it: the live one does no extra
+    work), for the manifest's tenant sections: `restore WHOLE --tenant t` checks against them. Tenants with no key
+    and no database in the backup are left out."""
+    known = tenants.known_names()
+    with tenant_keys.scratch(partial / fmt.REDIS_DIR, "the new backup's RDB") as scratch:
+        counts = tenant_keys.counts_by_prefix(scratch, known, naming.key_prefix)
+    sections = {n: {"keys": c["keys"], "expires": c["expires"]} for n, c in counts.items() if c["keys"] or n in names}
+    log("backup: keys per tenant in the RDB: " + ", ".join(f"{n} {c['keys']}" for n, c in sections.items()))
+    return sections
+
+
 def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
     log = timed(log)
     if keep < 1:
@@ -195,7 +207,7 @@ def _create(journal: jn.Journal, log) -> Path:
                 export.result()
             meta["postgres"] = {n: {"file": fmt.postgres_dump_path(n), **dump.result()} for n, dump in dumps.items()}
         fmt.make_private(partial)
-        fmt.write_manifest(partial, meta, names)
+        fmt.write_manifest(partial, meta, names, sections=tenant_counts(partial, names, log))
         fault_point("verify")
         fmt.verify(partial, log)
         partial.rename(final)

@@ -11,7 +11,22 @@ backups/<UTC timestamp>/ (the stamp: STAMP_RE):
                                              its dump, when the dump was made, the server's version and the
                                              exact rows of every table (postgres_of)
 Format 1 (the previous releases: Redis and SQLite only) is still read: it simply has no `postgres` section.
-A folder being written is hidden as .<stamp>.partial (a restore's copy of the current data as
+
+From format 3 one manifest carries both kinds of backup (`scope`), with a section per tenant (`tenant_sections`:
+per tenant its Redis key count, how many of those keys have a TTL, its database kind and its files):
+  scope "whole"   the layout above; each configured tenant's key count is taken from the RDB itself, loaded in
+                  a throwaway server (ops/data/tenant_keys.py), so `restore WHOLE --tenant b` checks against it
+  scope "tenant"  backups/tenant-<t>/<stamp>/ (archives: backups/archives/<t>-<stamp>/): one tenant only, no RDB
+                  or AOF: redis/keys.bin (KEYS_FILE, format below: every key under the tenant's prefix as DUMP
+                  payload and absolute expiry) and tenants/<t>/db.sqlite3 or db.pgdump
+Formats 1 and 2 have no tenant sections: they are whole backups (tenant_sections_of() says so).
+
+redis/keys.bin: the line `tenantstack-keys 1\n`, then per key: key length (4 bytes, big-endian), the key, its
+absolute expiry in Unix ms (8 bytes, signed; -1 when it has none), DUMP payload length (4 bytes), the payload (the
+server's own DUMP serialization, with its RDB version and CRC64); then `END` and the record count (8 bytes). The
+trailer proves the file was written to its end.
+
+A folder being written is hidden as .<name>.partial (a restore's copy of the current data as
 .pre-restore-<stamp>.partial: PARTIAL_RE) and renamed only once verify() passed. Everything is private:
 root's, folders 0700, files 0600 (make_private), because a backup holds every tenant's data.
 
@@ -30,6 +45,7 @@ import re
 import shlex
 import shutil
 import sqlite3
+import struct
 from pathlib import Path
 
 from ops.config.envfile import rel
@@ -38,8 +54,9 @@ from ops.core.errors import OpsError
 from ops.core.run import probe
 from ops.data import postgres_data
 
-FORMAT = 2  # 2: redis_snapshot_at and the `postgres` section (PostgreSQL tenants' dumps)
-READABLE_FORMATS = (1, 2)
+FORMAT = 3  # 2: redis_snapshot_at and the `postgres` section; 3: `scope` and `tenant_sections`
+READABLE_FORMATS = (1, 2, 3)
+WHOLE, TENANT = "whole", "tenant"  # a manifest's scope
 REDIS_DIR = "redis"
 AOF_DIR = "appendonlydir"
 AOF_MANIFEST_NAME = "appendonly.aof.manifest"
@@ -47,7 +64,13 @@ AOF_MANIFEST = f"{REDIS_DIR}/{AOF_DIR}/{AOF_MANIFEST_NAME}"
 RDB_NAME = "dump.rdb"
 RDB = f"{REDIS_DIR}/{RDB_NAME}"
 STAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
-PARTIAL_RE = re.compile(r"^\.(pre-restore-)?\d{8}T\d{6}Z\.partial$")
+# .<stamp>.partial, .pre-restore-<stamp>.partial, and an archive's .<tenant>-<stamp>.partial
+PARTIAL_RE = re.compile(r"^\.(pre-restore-|[a-z][a-z0-9]{0,14}-)?\d{8}T\d{6}Z\.partial$")
+KEYS_FILE = f"{REDIS_DIR}/keys.bin"
+KEYS_MAGIC = b"tenantstack-keys 1\n"
+KEYS_END = b"END"
+TENANT_DIR_PREFIX = "tenant-"  # backups/tenant-<t>/: one tenant's backups
+ARCHIVES = "archives"  # backups/archives/: removed tenants' last backups
 
 
 def stamp() -> str:
@@ -75,11 +98,19 @@ def make_private(path: Path) -> None:
         p.chmod(0o700 if p.is_dir() else 0o600)
 
 
+def backup_parents() -> list[Path]:
+    """Every folder that holds backups: backups/ itself, each backups/tenant-<t>/ and backups/archives/."""
+    if not BACKUPS.is_dir():
+        return []
+    return [BACKUPS, *sorted(p for p in BACKUPS.iterdir() if p.is_dir() and not p.is_symlink() and (
+        p.name == ARCHIVES or p.name.startswith(TENANT_DIR_PREFIX)))]
+
+
 def sweep_partials(log=None) -> list[str]:
     """Remove .partial folders no operation owns any more (call with the instance's lock held)."""
     lines = []
-    if BACKUPS.is_dir():
-        for p in sorted(BACKUPS.iterdir()):
+    for parent in backup_parents():
+        for p in sorted(parent.iterdir()):
             if PARTIAL_RE.match(p.name) and p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
                 lines.append(f"removed the unfinished folder {rel(p)} that an interrupted run left")
@@ -89,14 +120,100 @@ def sweep_partials(log=None) -> list[str]:
     return lines
 
 
-def write_manifest(dest: Path, meta: dict, tenant_names: list[str]) -> dict:
+def write_manifest(dest: Path, meta: dict, tenant_names: list[str], scope: str = WHOLE,
+                   sections: dict | None = None) -> dict:
+    """manifest.json of the folder: meta, the scope, the tenants and their sections, every file's size and sha256.
+
+    sections: tenant -> {"keys", "expires"} (counts of its Redis keys); each section gets its database kind and
+    files here, from what the folder holds."""
     files = {}
     for path in sorted(p for p in dest.rglob("*") if p.is_file() and p.name != "manifest.json"):
         files[str(path.relative_to(dest))] = {"size": path.stat().st_size, "sha256": sha256(path)}
+    tenant_sections = {}
+    for name, counts in sorted((sections or {}).items()):
+        own = sorted(f for f in files if f.startswith(f"tenants/{name}/"))
+        kind = ("postgres" if postgres_dump_path(name) in own else
+                "sqlite" if f"tenants/{name}/db.sqlite3" in own else None)
+        if scope == TENANT:
+            own = [KEYS_FILE, *own]
+        tenant_sections[name] = {"keys": counts["keys"], "expires": counts["expires"], "database": kind,
+                                 "files": own}
     manifest = {"format": FORMAT, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                **meta, "tenants": tenant_names, "files": files}
+                "scope": scope, **meta, "tenants": tenant_names, "tenant_sections": tenant_sections, "files": files}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def scope_of(manifest: dict) -> str:
+    """WHOLE or TENANT; formats 1 and 2 knew only whole backups."""
+    return manifest.get("scope", WHOLE)
+
+
+def tenant_sections_of(manifest: dict) -> dict | None:
+    """tenant -> {keys, expires, database, files}; None for a format-1 or -2 manifest (no per-tenant counts)."""
+    return manifest.get("tenant_sections") if manifest["format"] >= 3 else None  # noqa: PLR2004 - format 3
+
+
+# ---- redis/keys.bin: one tenant's keys (format in the module docstring) ---------------------------------------
+_HEAD = struct.Struct(">I")
+_EXPIRY = struct.Struct(">q")
+_COUNT = struct.Struct(">Q")
+
+
+def write_keys(path: Path, records) -> dict:
+    """Write (key, absolute expiry ms or -1, DUMP payload) records; returns {"keys", "expires", "bytes"}."""
+    keys = expires = size = 0
+    with open(path, "wb") as fh:
+        fh.write(KEYS_MAGIC)
+        for key, expiry, payload in records:
+            fh.write(_HEAD.pack(len(key)) + key + _EXPIRY.pack(expiry) + _HEAD.pack(len(payload)))
+            fh.write(payload)
+            keys += 1
+            expires += expiry >= 0
+            size += len(key) + len(payload)
+        fh.write(KEYS_END + _COUNT.pack(keys))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"keys": keys, "expires": expires, "bytes": size}
+
+
+def read_keys(path: Path, where: str = "?"):
+    """Yield (key, absolute expiry ms or -1, DUMP payload) from a keys file; one line when it is not whole."""
+    def broken(what):
+        return OpsError(f"backup {where} is corrupt: {KEYS_FILE} {what}; pick another backup")
+    with open(path, "rb") as fh:
+        if fh.read(len(KEYS_MAGIC)) != KEYS_MAGIC:
+            raise broken("does not start with its format line")
+        n = 0
+        while True:
+            head = fh.read(_HEAD.size)
+            if head[:len(KEYS_END)] == KEYS_END and len(head) == _HEAD.size:
+                rest = head[len(KEYS_END):] + fh.read(_COUNT.size - (_HEAD.size - len(KEYS_END)))
+                if len(rest) != _COUNT.size or _COUNT.unpack(rest)[0] != n or fh.read(1):
+                    raise broken("ends in a trailer that does not match its records")
+                return
+            if len(head) != _HEAD.size:
+                raise broken(f"ends after {n} records, without its trailer")
+            key = fh.read(_HEAD.unpack(head)[0])
+            rest = fh.read(_EXPIRY.size + _HEAD.size)
+            if len(rest) != _EXPIRY.size + _HEAD.size:
+                raise broken(f"is cut in record {n + 1}")
+            expiry = _EXPIRY.unpack(rest[:_EXPIRY.size])[0]
+            payload = fh.read(_HEAD.unpack(rest[_EXPIRY.size:])[0])
+            if len(payload) != _HEAD.unpack(rest[_EXPIRY.size:])[0]:
+                raise broken(f"is cut in record {n + 1}")
+            n += 1
+            yield key, expiry, payload
+
+
+def keys_summary(path: Path, where: str = "?") -> dict:
+    """{"keys", "expires", "bytes"} of a keys file, read whole (so a cut or garbled file is refused)."""
+    keys = expires = size = 0
+    for key, expiry, payload in read_keys(path, where):
+        keys += 1
+        expires += expiry >= 0
+        size += len(key) + len(payload)
+    return {"keys": keys, "expires": expires, "bytes": size}
 
 
 def server_info(info: dict) -> dict:
@@ -244,6 +361,27 @@ def check_redis_files(folder: Path, subject: str, rdb: str | None = None, aof_ma
                            f"(exit {status})")
 
 
+def _check_sections(manifest: dict, files: dict, where: str) -> None:
+    """The scope, the tenant sections and the Redis files the scope requires, each as backup writes them."""
+    scope = scope_of(manifest)
+    sections = tenant_sections_of(manifest)
+    if scope not in (WHOLE, TENANT) or (manifest["format"] >= 3 and not isinstance(sections, dict)):  # noqa: PLR2004
+        raise OpsError(f"backup {where} is incomplete: manifest.json has no valid scope or tenant sections; "
+                       "pick another backup")
+    for name, section in (sections or {}).items():
+        if not (isinstance(section, dict) and isinstance(section.get("keys"), int)
+                and isinstance(section.get("expires"), int) and isinstance(section.get("files"), list)
+                and all(f in files for f in section["files"])):
+            raise OpsError(f"backup {where} is incomplete: manifest.json's section of tenant {name} lacks its key "
+                           "counts or names files it does not list; pick another backup")
+    if scope == TENANT and len(sections) != 1:
+        raise OpsError(f"backup {where} is incomplete: a one-tenant backup's manifest.json must hold exactly one "
+                       "tenant section; pick another backup")
+    for member in (RDB, AOF_MANIFEST) if scope == WHOLE else (KEYS_FILE,):
+        if member not in files:
+            raise OpsError(f"backup {where} is incomplete: manifest lists no {member}; pick another backup")
+
+
 def read_manifest(path: Path) -> dict:
     """The backup's manifest, checked for its form (one line naming what is wrong)."""
     where = path.name
@@ -266,9 +404,7 @@ def read_manifest(path: Path) -> dict:
     if server_of(manifest) is None:
         raise OpsError(f"backup {where} is incomplete: manifest.json names no server that wrote it (neither a "
                        "`server` section nor `redis_version`); pick another backup")
-    for required in (RDB, AOF_MANIFEST):
-        if required not in files:
-            raise OpsError(f"backup {where} is incomplete: manifest lists no {required}; pick another backup")
+    _check_sections(manifest, files, where)
     postgres_of(manifest, where)
     return manifest
 
@@ -324,10 +460,20 @@ def verify(path: Path, log=print) -> dict:
     manifest = read_manifest(path)
     check_files(path, manifest["files"])
     log(f"verify: {len(manifest['files'])} files match their sizes and sha256")
-    check_redis_files(path / REDIS_DIR, f"backup {where}", rdb=RDB_NAME, aof_manifest=f"{AOF_DIR}/{AOF_MANIFEST_NAME}")
     server = server_of(manifest)
-    log(f"verify: {CHECK_RDB} and {CHECK_AOF} of {server_image()} OK "
-        f"(written by {server['name']} {server['version']})")
+    if scope_of(manifest) == WHOLE:
+        check_redis_files(path / REDIS_DIR, f"backup {where}", rdb=RDB_NAME,
+                          aof_manifest=f"{AOF_DIR}/{AOF_MANIFEST_NAME}")
+        log(f"verify: {CHECK_RDB} and {CHECK_AOF} of {server_image()} OK "
+            f"(written by {server['name']} {server['version']})")
+    else:
+        (name, section), = tenant_sections_of(manifest).items()
+        found = keys_summary(path / KEYS_FILE, where)
+        if (found["keys"], found["expires"]) != (section["keys"], section["expires"]):
+            raise OpsError(f"backup {where} is corrupt: {KEYS_FILE} holds {found['keys']} keys ({found['expires']} "
+                           f"with a TTL), manifest.json says {section['keys']} ({section['expires']})")
+        log(f"verify: {KEYS_FILE}: tenant {name}'s {found['keys']} keys read whole, as recorded "
+            f"(written by {server['name']} {server['version']})")
     for name in manifest.get("tenants", []):
         db = path / "tenants" / name / "db.sqlite3"
         if db.exists():

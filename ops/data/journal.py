@@ -277,8 +277,12 @@ def _undo_migrate(entry: dict, op: str) -> str:
                    "`./invoke recover`")
 
 
+def _undo_tenant_restore(entry: dict, op: str) -> str:
+    raise OpsError(f"a restore of tenant {entry.get('tenant')} is finished or rolled back only by `./invoke recover`")
+
+
 UNDO = {"config": _undo_config, "pause": _undo_pause, "partial": _undo_partial, "restore": _undo_restore,
-        "migrate": _undo_migrate}
+        "migrate": _undo_migrate, "tenant_restore": _undo_tenant_restore}
 
 
 def undo_all(journal: Journal) -> list[str]:
@@ -308,10 +312,19 @@ def describe_migrate(doc: dict, state: dict) -> str:
             "SQLite) or finish it (when its env file already says DATABASE=postgres)")
 
 
+def describe_tenant_restore(doc: dict, state: dict) -> str:
+    return (f"a restore of tenant {state.get('tenant', '?')} from backup {os.path.basename(state.get('backup', '?'))} "
+            f"was interrupted while {state.get('step', '?')} (pid {doc.get('pid')}, {doc.get('started')}): run "
+            "`./invoke recover` to finish it (or `./invoke recover --rollback` to put its data from before back)")
+
+
 def _held_for_recover(doc: dict) -> str | None:
     """What only `./invoke recover` may act on in a leftover journal (a restore, a migration), in one line; or None."""
     if doc["op"] == "restore" or any(e["kind"] == "restore" for e in doc["entries"]):
         return describe_restore(doc)
+    tenant_restore = next((e for e in doc["entries"] if e["kind"] == "tenant_restore"), None)
+    if tenant_restore is not None:
+        return describe_tenant_restore(doc, tenant_restore)
     migrating = next((e for e in doc["entries"] if e["kind"] == "migrate"), None)
     return describe_migrate(doc, migrating) if migrating is not None else None
 

@@ -179,6 +179,10 @@ def restore(arg: str, assume_yes: bool, confirm, log=print) -> Path:
     check_private(source)
     log(f"restore: verifying {source.name} before touching anything")
     manifest = fmt.verify(source, log)
+    if fmt.scope_of(manifest) == fmt.TENANT:
+        held = ", ".join(manifest.get("tenants", []))
+        raise OpsError(f"backup {source.name} is a one-tenant backup (of {held}): restore it with "
+                       f"`./invoke restore {source.name} --tenant {held}`")
     unknown = [n for n in manifest.get("tenants", []) if n not in tenants.known_names()]
     if unknown:
         raise OpsError(f"backup {source.name} holds tenants {', '.join(unknown)} that are not configured here: "

@@ -18,8 +18,8 @@ from ops.config.paths import BACKUPS
 from ops.core.errors import OpsError
 from ops.data import backup_format as fmt
 
-ARCHIVES = BACKUPS / "archives"
-TENANT_PREFIX = "tenant-"
+ARCHIVES = BACKUPS / fmt.ARCHIVES
+TENANT_PREFIX = fmt.TENANT_DIR_PREFIX
 
 
 def complete(folder: Path) -> list[Path]:
@@ -28,10 +28,6 @@ def complete(folder: Path) -> list[Path]:
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
                   and fmt.STAMP_RE.match(p.name) and (p / "manifest.json").exists())
-
-
-def tenant_folder(name: str) -> Path:
-    return BACKUPS / f"{TENANT_PREFIX}{name}"
 
 
 def tenant_folders() -> dict[str, Path]:

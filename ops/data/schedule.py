@@ -27,10 +27,10 @@ from pathlib import Path
 
 from ops.config import backup_policy, tenants
 from ops.config.envfile import rel
-from ops.config.paths import BACKUPS, STATE
+from ops.config.paths import BACKUPS, INSTANCE, STATE
 from ops.core.errors import OpsError
 from ops.core.run import probe
-from ops.data import backup, retention
+from ops.data import backup, retention, tenant_backup
 from ops.data import journal as jn
 
 LOG = BACKUPS / "schedule.log"
@@ -103,15 +103,6 @@ def copy(policy: backup_policy.Policy, path: Path, log=print) -> tuple[bool, str
     return ok, line
 
 
-def _tenant_create():
-    """ops/data/tenant_backup.create, or None in a release without one-tenant backups."""
-    try:
-        from ops.data import tenant_backup
-    except ImportError:
-        return None
-    return getattr(tenant_backup, "create", None)
-
-
 def _tenants_of(policy: backup_policy.Policy) -> list[str]:
     return tenants.known_names() if "all" in policy.tenants else list(dict.fromkeys(policy.tenants))
 
@@ -119,35 +110,33 @@ def _tenants_of(policy: backup_policy.Policy) -> list[str]:
 def run_once(policy: backup_policy.Policy, log=print) -> Run:
     """One run of the policy (see the module's docstring); never raises for a failed step, reports it."""
     run = Run()
+    before = retention.complete(BACKUPS)
     try:
-        whole = backup.create(keep=policy.keep_whole, log=log)
+        whole = backup.create(keep=policy.keep_whole, log=log)  # prunes whole backups under its lock
         run.made.append(whole)
         run.notes.append(f"whole {backup_name(whole)}")
     except OpsError as exc:
         run.failures.append(f"whole backup failed: {jn.one_line(exc)}")
-    names = _tenants_of(policy)
-    create = _tenant_create()
+    pruned = [p for p in before if not p.exists()]
     known = set(tenants.known_names())
-    for name in names:
-        if name not in known:
+    for name in _tenants_of(policy):
+        if name not in known:  # a removed tenant still listed: said each run, the other backups still taken
             run.failures.append(f"tenant {name} of BACKUP_TENANTS is not a tenant of this instance: remove it from "
-                                f"{rel(backup_policy.INSTANCE.backup_env)}")
-        elif create is None:
-            run.failures.append(f"tenant {name}: this release has no one-tenant backups (ops/data/tenant_backup.py)")
+                                f"{rel(INSTANCE.backup_env)}")
         else:
             try:
-                made = create(name, log=log)
+                made = tenant_backup.create(name, log=log)
                 run.made.append(made)
-                run.notes.append(f"tenant {backup_name(made)}")
+                run.notes.append(backup_name(made))
             except OpsError as exc:
                 run.failures.append(f"tenant {name}'s backup failed: {jn.one_line(exc)}")
     try:
         with jn.locked("backup retention"):
-            pruned = retention.prune_tenants(policy.keep_tenant, log)
-        if pruned:
-            run.notes.append(f"removed {', '.join(backup_name(p) for p in pruned)}")
+            pruned += retention.prune_tenants(policy.keep_tenant, log)
     except (OpsError, OSError) as exc:
         run.failures.append(f"retention of tenant backups failed: {jn.one_line(exc)}")
+    if pruned:
+        run.notes.append(f"removed {', '.join(backup_name(p) for p in pruned)}")
     if policy.copy_command:
         for path in run.made:
             ok, line = copy(policy, path, log)

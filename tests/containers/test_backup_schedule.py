@@ -1,7 +1,7 @@
 """`./invoke backup-schedule --once` (the cron form of the backup strategy) on the test instance: each run takes a
-verified backup, the copy hook copies it byte for byte into a local target, retention removes only the oldest beyond
-BACKUP_KEEP_WHOLE and never an archive, the textfile metrics the alerts read move; a failing hook leaves the backup
-and fails the run in one line."""
+verified whole backup and one of tenant b, the copy hook copies each byte for byte into a local target, retention
+removes only the oldest beyond BACKUP_KEEP_WHOLE / BACKUP_KEEP_TENANT and never an archive, the textfile metrics the
+alerts read move; a failing hook leaves the backups and fails the run in one line."""
 import datetime as dt
 import json
 import re
@@ -11,7 +11,7 @@ import pytest
 
 from ops.config.paths import BACKUPS, INSTANCE
 from ops.data import backup_format as fmt
-from ops.data import retention, schedule
+from ops.data import retention, schedule, tenant_backup
 from ops.monitor import textfile
 from tests.support import deployment as d
 
@@ -43,10 +43,11 @@ def _run(check=True):
     return proc, last
 
 
-def _whole(line: str) -> str:
-    match = re.search(r"whole (\d{8}T\d{6}Z)", line)
-    assert match, line
-    return match.group(1)
+def _made(line: str) -> tuple[str, str]:
+    """(the whole backup's name, tenant b's) a run's line names."""
+    whole, tenant = re.search(r"whole (\d{8}T\d{6}Z)", line), re.search(r"(tenant-b/\d{8}T\d{6}Z)", line)
+    assert whole and tenant, line
+    return whole.group(1), tenant.group(1)
 
 
 def _files(folder) -> dict:
@@ -66,46 +67,52 @@ def _created(name: str) -> float:
 def test_scheduled_runs_back_up_copy_prune_and_report_a_failing_copy(policy, tmp_path):
     target = tmp_path / "offsite"
     existing = [p.name for p in retention.complete(BACKUPS)]
-    keep = len(existing) + 2  # three runs: exactly the oldest backup is beyond the policy after the third
-    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
+    existing_b = [f"tenant-b/{p.name}" for p in retention.complete(BACKUPS / "tenant-b")]
+    # Three runs: exactly the oldest of each kind is beyond the policy after the third.
+    keep = {"BACKUP_KEEP_WHOLE": len(existing) + 2, "BACKUP_KEEP_TENANT": len(existing_b) + 2, "BACKUP_TENANTS": "b"}
+    policy(**keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
 
     proc, line = _run()
-    first = _whole(line)
+    first, first_b = _made(line)
     assert line.split(" backup-schedule: ")[1].startswith("ok "), line
-    assert f"copy of {first} ok" in line and "(exit 0" in line
-    fmt.verify(BACKUPS / first, log=lambda m: None)
-    assert _files(target / first) == _files(BACKUPS / first)  # every file, byte for byte
+    for name in (first, first_b):
+        assert f"copy of {name} ok" in line
+        fmt.verify(BACKUPS / name, log=lambda m: None)
+        assert _files(target / name) == _files(BACKUPS / name)  # every file, byte for byte
     after_first = _metrics()
     assert after_first["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(first))
     assert after_first["tenantstack_backup_copy_failed"] == 0
     assert after_first["tenantstack_backup_copy_last_success_timestamp_seconds"] > 0
 
-    # A removed tenant's archive (a real backup, as tenant-remove writes one): retention never looks there.
-    archive = retention.ARCHIVES / f"zz-{first}"
-    shutil.copytree(BACKUPS / first, archive)
+    # A removed tenant's archive, a real one (what tenant-remove writes): retention never looks there.
+    archive = tenant_backup.create("b", parent=retention.ARCHIVES, log=lambda m: None)
+    archived = _files(archive)
 
-    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND="false")
+    policy(**keep, BACKUP_COPY_COMMAND="false")
     proc, line = _run(check=False)
-    second = _whole(line)
+    second, second_b = _made(line)
     assert proc.returncode != 0 and "FAILED" in line and f"copy of {second} failed" in line and "(exit 1" in line
     said = proc.stderr.strip().splitlines()
-    assert len(said) == 1 and f"copy of {second} failed" in said[0], proc.stderr
-    assert (BACKUPS / second / "manifest.json").exists()  # the local backup stays, verified before the copy
-    fmt.verify(BACKUPS / second, log=lambda m: None)
+    assert len(said) == 1 and f"copy of {second} failed" in said[0] and f"copy of {second_b} failed" in said[0], \
+        proc.stderr
+    for name in (second, second_b):  # the local backups stay, verified before the copy
+        fmt.verify(BACKUPS / name, log=lambda m: None)
     failed = _metrics()
     assert failed["tenantstack_backup_copy_failed"] == 1
     assert failed["tenantstack_backup_copy_last_success_timestamp_seconds"] == \
         after_first["tenantstack_backup_copy_last_success_timestamp_seconds"]
     assert failed["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(second))
 
-    policy(BACKUP_KEEP_WHOLE=keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
+    policy(**keep, BACKUP_COPY_COMMAND=f"{COPY}{target}")
     proc, line = _run()
-    third = _whole(line)
-    expected = [*existing, first, second, third]
-    assert [p.name for p in retention.complete(BACKUPS)] == expected[1:]  # the oldest, and only it, removed
-    assert f"{expected[0]} (keeping the {keep} newest)" in proc.stdout, proc.stdout[-2000:]
-    assert (archive / "manifest.json").exists() and _files(archive) == _files(target / first)
-    assert _files(target / third) == _files(BACKUPS / third)
+    third, third_b = _made(line)
+    wholes, tenant_bs = [*existing, first, second, third], [*existing_b, first_b, second_b, third_b]
+    assert [p.name for p in retention.complete(BACKUPS)] == wholes[1:]  # the oldest, and only it, removed
+    assert [f"tenant-b/{p.name}" for p in retention.complete(BACKUPS / "tenant-b")] == tenant_bs[1:]
+    assert line.split("; removed ", 1)[1].split(";")[0] == f"{wholes[0]}, {tenant_bs[0]}", line
+    assert archive.is_dir() and _files(archive) == archived
+    for name in (third, third_b):
+        assert _files(target / name) == _files(BACKUPS / name)
     assert _metrics()["tenantstack_backup_copy_failed"] == 0
     assert _metrics()["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(third))
     shutil.rmtree(archive)
