@@ -4,8 +4,12 @@ removes only the oldest beyond BACKUP_KEEP_WHOLE / BACKUP_KEEP_TENANT and never 
 alerts read move; a failing hook leaves the backups and fails the run in one line."""
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -116,3 +120,22 @@ def test_scheduled_runs_back_up_copy_prune_and_report_a_failing_copy(policy, tmp
     assert _metrics()["tenantstack_backup_copy_failed"] == 0
     assert _metrics()["tenantstack_backup_last_verified_timestamp_seconds"] == round(_created(third))
     shutil.rmtree(archive)
+
+
+def test_the_loop_runs_the_policy_every_interval_until_stopped(policy):
+    policy(BACKUP_KEEP_WHOLE=len(retention.complete(BACKUPS)) + 3)  # no tenants, no copy: just the rhythm
+    logged = len(schedule.LOG.read_text().splitlines()) if schedule.LOG.exists() else 0
+    loop = subprocess.Popen([d.INVOKE, "backup-schedule", "--every", "15s"], cwd=d.ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(lines := schedule.LOG.read_text().splitlines()[logged:] if schedule.LOG.exists() else []) < 2:
+            assert loop.poll() is None and time.monotonic() < deadline, (loop.poll(), lines)
+            time.sleep(0.2)
+    finally:
+        os.killpg(loop.pid, signal.SIGTERM)  # while it sleeps until the third run (the group: ./invoke's python)
+        out = loop.communicate(timeout=30)[0]
+    assert all(" backup-schedule: ok " in line for line in lines), lines
+    first, second = (dt.datetime.fromisoformat(line.split(" ", 1)[0]) for line in lines)
+    assert (second - first).total_seconds() >= 10, lines  # the second waited for the interval
+    assert "next run at" in out and "(every 15s)" in out, out[-2000:]
