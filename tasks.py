@@ -497,12 +497,13 @@ def bgsave(c, timeout=600):
 
 
 @task(iterable=["tenant"], help={
-    "keep": "How many complete whole backups to keep (oldest removed only after the new one verified); one-tenant "
-            "backups (backups/tenant-<t>/) and archives are never pruned by it.",
+    "keep": "How many complete whole backups to keep (oldest removed only after the new one verified; default: "
+            "BACKUP_KEEP_WHOLE of envs/backup.env, 7); one-tenant backups (backups/tenant-<t>/) and archives are "
+            "never pruned by it.",
     "tenant": "Back up only this tenant (repeatable): its Redis keys and database, under backups/tenant-<t>/; "
               "nothing server-wide, the other tenants never notice."})
 @_fail_cleanly
-def backup(c, keep=7, tenant=None):
+def backup(c, keep=None, tenant=None):
     """Back up Redis (RDB + AOF, one consistent instant) and every running tenant's database, verified; or, with
     --tenant, one tenant's keys and database (restore it with `restore BACKUP --tenant T`)."""
     if tenant:
@@ -511,11 +512,44 @@ def backup(c, keep=7, tenant=None):
         for name in tenant:
             tenant_backup.create(name)
         return
+    from ops.config import backup_policy
     from ops.data import backup as bk
     from ops.monitor import textfile
 
-    bk.create(keep=int(keep))
+    bk.create(keep=int(keep) if keep is not None else backup_policy.load().keep_whole)
     textfile.write_backup()  # what the BackupMissing alert reads (it never sees the root-only backups folder)
+
+
+@task(name="backup-schedule", help={
+    "once": "One run of the policy and exit (for cron): non-zero when any backup or copy failed.",
+    "every": "Loop at this interval instead of BACKUP_EVERY (e.g. 6h; the alert still follows BACKUP_EVERY)."})
+@_fail_cleanly
+def backup_schedule(c, once=False, every=None):
+    """Take backups by the policy of envs/backup.env: a whole backup, each BACKUP_TENANTS tenant's own, retention
+    (archives never), then BACKUP_COPY_COMMAND on each; one line per run in backups/schedule.log.
+
+    Without --once it runs forever (under the operator's supervisor, tmux or `nohup`), a run every BACKUP_EVERY.
+    """
+    from deployment.durations import parse_duration
+    from ops.data import schedule
+    from ops.monitor import textfile
+
+    def metrics():  # BackupMissing's and BackupCopyFailed's metrics, after every run
+        textfile.write_backup()
+        textfile.write_copy()
+
+    if once:
+        if every is not None:
+            raise OpsError("--every is for the loop; with --once the crontab sets the interval: drop one of them")
+        run = schedule.once(after_run=metrics)
+        if not run.ok:
+            raise OpsError(f"backup-schedule: {'; '.join(run.failures)}")
+        return
+    try:
+        seconds = int(parse_duration(every).total_seconds()) if every is not None else None
+    except ValueError as exc:
+        raise OpsError(f"--every {exc}") from None
+    schedule.forever(after_run=metrics, every=seconds)
 
 
 @task(help={"backup": "Folder name under backups/ (or a path) of the backup to restore; with --tenant also a folder "

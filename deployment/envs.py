@@ -3,14 +3,17 @@
 TENANT_SETTINGS drives the generated envs/tenant-<name>.env, the committed *.env.example files
 (tests/test_model.py proves they are exactly what `render_example` writes) and the validation on both
 sides: ops/config/tenants.py on the host and tenantstack/env.py in the containers call `problems()`/`integer()`.
-REDIS_SETTINGS does the same for envs/redis.env. To add a tenant setting, add one row here.
+REDIS_SETTINGS does the same for envs/redis.env, MONITORING_SETTINGS for envs/monitoring.env and BACKUP_SETTINGS for
+envs/backup.env (the backup policy). To add a tenant setting, add one row here.
 A row with `as_file` (every secret) never reaches a container's environment: ops/secrets/tenant_files.py
 writes it to its own read-only file and the app reads NAME_FILE (tenantstack/env.py).
 """
 import re
+import shlex
 from dataclasses import dataclass
 
 from . import naming
+from .durations import DURATION_HELP, parse_duration
 
 PLACEHOLDER = "change-me"  # the value of every secret in a committed example; never valid in a real file
 
@@ -31,6 +34,9 @@ class Setting:
     decimal: bool = False  # a number with a fraction (CPUs), validated against low..high
     item: str = ""  # list settings: a regex every comma-separated item must match in full
     pattern: str = ""  # single-value text settings: a regex the whole value must match
+    duration: bool = False  # a duration like 6h (deployment/durations.py)
+    # A command line, split like a shell would (shlex) but run without one; `{word}` tokens must be among these.
+    command_tokens: tuple[str, ...] = ()
     # A secret row newer than the env files already written (an upgrade): `up` runs init, which generates it into
     # them. A missing older secret is the operator's slip, refused in one line instead (secrets.check_all).
     generated_on_upgrade: bool = False
@@ -207,8 +213,9 @@ MONITORING_SETTINGS: tuple[Setting, ...] = (
             fix="set it to a percentage, e.g. 80"),
     Setting("ALERT_DATABASE_SIZE_MB", "Alert when a PostgreSQL tenant's database grows beyond this many MB.", "10240",
             required=False, low=1, high=100 * 1024 * 1024, fix="set it to a whole number of MB, e.g. 10240"),
-    Setting("ALERT_BACKUP_MAX_AGE_HOURS", "Alert when the last verified backup is older than this.", "24", low=1,
-            high=24 * 365, fix="set it to a whole number of hours, e.g. 24"),
+    # BackupMissing's threshold is no row here: it follows the schedule (BACKUP_EVERY, envs/backup.env), see
+    # backup_alert_seconds. A monitoring.env written before still holding ALERT_BACKUP_MAX_AGE_HOURS is read
+    # without error; that line is ignored (README, "Backup strategy").
     Setting("ALERT_CERT_DAYS", "Alert when a certificate of the deployment expires within this many days.", "30",
             low=1, high=3650, fix="set it to a whole number of days, e.g. 30"),
     Setting("ALERT_FOR_SECONDS", "How long a condition must hold before its alert fires (Redis down: a fifth).",
@@ -228,6 +235,46 @@ MONITORING = {s.name: s for s in MONITORING_SETTINGS}
 MONITORING_HEADER = ("Monitoring: alert thresholds and Prometheus' intervals, the one file to edit. `./invoke up "
                      "--monitoring`\nrenders the alert rules, prometheus.yml and alertmanager.yml from it; "
                      "`./invoke status` marks red\nwhat would alert. Rows: deployment/envs.py. No secrets.")
+
+# envs/backup.env: the backup policy, the one file to edit for it. `./invoke backup-schedule` (a loop, or --once
+# from cron) reads it on every run; `./invoke backup` keeps BACKUP_KEEP_WHOLE by default; BackupMissing's threshold
+# is rendered from BACKUP_EVERY (backup_alert_seconds). No secrets: the copy command is the operator's, and a
+# secret it needs (an rclone or ssh key) stays in that tool's own configuration.
+BACKUP_COPY_TOKENS = ("{path}", "{name}")
+BACKUP_SETTINGS: tuple[Setting, ...] = (
+    Setting("BACKUP_EVERY", "How often `./invoke backup-schedule` takes the backups (with --once from cron: the "
+            "crontab's interval). BackupMissing fires when the newest verified backup is older than twice this "
+            "plus one hour.", "24h", required=False, duration=True, fix=f"use {DURATION_HELP}"),
+    Setting("BACKUP_KEEP_WHOLE", "Whole backups (backups/<stamp>/) to keep, the newest; an older one is removed only "
+            "once that many newer ones verified.", "7", required=False, low=1,
+            high=10_000, fix="set it to a whole number of backups, at least 1, e.g. 7"),
+    Setting("BACKUP_TENANTS", "Comma-separated tenants that also get a backup of their own on each run "
+            "(backups/tenant-<t>/<stamp>/), or `all`; empty: none (whole backups hold every tenant).", "",
+            required=False, item=r"all|[a-z][a-z0-9]{0,14}", fix=f"list tenant names ({naming.TENANT_NAME_RULE}) "
+            "or `all`, e.g. BACKUP_TENANTS=a,b"),
+    Setting("BACKUP_KEEP_TENANT", "One-tenant backups to keep per tenant (backups/tenant-<t>/), the newest. "
+            "backups/archives/ (removed tenants) is never pruned.", "7", required=False, low=1,
+            high=10_000, fix="set it to a whole number of backups, at least 1, e.g. 7"),
+    Setting("BACKUP_COPY_COMMAND", "Run after each verified backup to copy it elsewhere (empty: no copy). Split "
+            "into words like a shell would, run without one; {path} becomes the backup's folder, {name} its name "
+            "under backups/ (e.g. 20260101T020000Z or tenant-b/20260101T020000Z). "
+            "E.g. rsync -a {path} /mnt/offsite/ or rclone copy {path} remote:bk/{name}", "", required=False,
+            command_tokens=BACKUP_COPY_TOKENS,
+            fix="write it as a command with {path} or {name} where the backup goes, quoting words with spaces"),
+    Setting("BACKUP_COPY_TIMEOUT_SECONDS", "The copy command is stopped (and the copy reported failed) after this "
+            "many seconds.", "3600", required=False, low=1, high=7 * 86400, fix=f"{_SECONDS}, e.g. 3600"),
+)
+BACKUP = {s.name: s for s in BACKUP_SETTINGS}
+BACKUP_HEADER = ("Backup policy: schedule, retention and the off-host copy, the one file to edit. `./invoke "
+                 "backup-schedule`\nreads it on every run; `./invoke up --monitoring` renders BackupMissing's "
+                 "threshold from BACKUP_EVERY.\nRows: deployment/envs.py. No secrets.")
+BACKUP_ALERT_MARGIN_SECONDS = 3600  # a run's own duration and a late start: one missed run never alerts, two do
+
+
+def backup_alert_seconds(every_seconds: int) -> int:
+    """BackupMissing's threshold: two intervals and a margin, so one missed run is tolerated and the second alerts."""
+    return 2 * every_seconds + BACKUP_ALERT_MARGIN_SECONDS
+
 
 TENANT_HEADER = ("Tenant {name}: the source of its web, worker and beat settings. `./invoke up` derives from it the\n"
                  "containers' env file (no secrets) and one read-only file per secret (secrets/tenants/{name}/).\n"
@@ -274,6 +321,14 @@ def render_monitoring_example() -> str:
     return render(MONITORING_SETTINGS, monitoring_values(), MONITORING_HEADER)
 
 
+def backup_values() -> dict[str, str]:
+    return {s.name: s.default for s in BACKUP_SETTINGS}
+
+
+def render_backup_example() -> str:
+    return render(BACKUP_SETTINGS, backup_values(), BACKUP_HEADER)
+
+
 def integer(setting: Setting, raw: str) -> tuple[int | None, str | None]:
     """(value, None) or (None, problem) for an integer setting; the problem names the value, not the file."""
     try:
@@ -314,10 +369,34 @@ def _value_problem(s: Setting, raw: str) -> str | None:
     """What is wrong with one non-empty value by its row's kind (number, list, pattern), or None."""
     if s.is_integer or s.decimal:
         return (integer if s.is_integer else number)(s, raw)[1]
+    if s.duration:
+        return duration_problem(s, raw)
+    if s.command_tokens:
+        return command_problem(s, raw)
     if s.is_list:
         return items(s, raw)[1]
     if s.pattern and not re.fullmatch(s.pattern, raw):
         return f"{s.name}={raw!r} is not valid"
+    return None
+
+
+def duration_problem(setting: Setting, raw: str) -> str | None:
+    try:
+        parse_duration(raw)
+    except ValueError:
+        return f"{setting.name}={raw!r} is not a duration"
+    return None
+
+
+def command_problem(setting: Setting, raw: str) -> str | None:
+    """What is wrong with a command-line setting: unbalanced quotes, or a `{word}` it does not substitute."""
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:
+        return f"{setting.name} does not split into words ({exc})"
+    unknown = sorted({t for w in words for t in re.findall(r"\{[A-Za-z_]*\}", w)} - set(setting.command_tokens))
+    if unknown:
+        return f"{setting.name} uses {', '.join(unknown)}, which is not substituted"
     return None
 
 

@@ -106,6 +106,11 @@ class Instance:
         return self.envs / "monitoring.env"
 
     @property
+    def backup_env(self) -> Path:
+        """The one file an operator edits for the backup policy: schedule, retention, the copy command."""
+        return self.envs / "backup.env"
+
+    @property
     def generated(self) -> Path:
         """Files derived on every run and mounted into containers (no secrets): the monitoring configuration."""
         return self.home / "generated"

@@ -8,7 +8,8 @@ Layers, bottom up (each imports only those below it):
            per-tenant Redis connection caps
   secrets  generating secrets and certificates; the one writer of ACL rules; tenant-add
   data     what holds data: the backup format (backup writes it, restore reads it; neither imports the
-           other), space checks, the journal, bgsave, backup, restore, recover, flush-results
+           other), space checks, the journal, bgsave, backup, restore, recover, flush-results,
+           retention (the one pruner), the backup schedule (backup-schedule)
   monitor  the monitoring profile: its configuration from envs/monitoring.env, ops' textfile metrics, status
   bench    the benchmark (its monitoring section uses monitor)
   lint     every linter (above all layers: it regenerates what Compose reads, then checks it)

@@ -19,6 +19,7 @@ from ops.monitor import config
 from tests.support import image_rootfs
 
 DEFAULTS = {s.name: int(s.default) for s in envs.MONITORING_SETTINGS}
+BACKUP_ALERT = envs.backup_alert_seconds(24 * 3600)  # BACKUP_EVERY's default, 24h: 49 h
 T = DEFAULTS
 EVAL = "10m"  # past every `for:` of the defaults (5 min; Redis: 1 min)
 R = 'job="redis",instance="redis-exporter"'
@@ -72,9 +73,11 @@ FIRING = {
                                        _series("tenantstack_database_connection_limit", M, f"{LIMIT}x40")], MB),
     "TenantDatabaseTooLarge": ([_series("tenantstack_database_size_bytes", M,
                                         f"{(T['ALERT_DATABASE_SIZE_MB'] + 1) * MB_BYTES}x40")], MB),
-    # promtool's clock starts at 0: a backup made 25 h before it.
+    # promtool's clock starts at 0: a backup made just over two BACKUP_EVERY (24 h) and the hour's margin before it.
     "BackupMissing": ([_series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"',
-                               f"{-25 * 3600}x40")], {"job": "ops", "instance": "receiver"}),
+                               f"{-(BACKUP_ALERT + 60)}x40")], {"job": "ops", "instance": "receiver"}),
+    "BackupCopyFailed": ([_series("tenantstack_backup_copy_failed", 'job="ops",instance="receiver"', "0 1x40")],
+                         {"job": "ops", "instance": "receiver"}),
     "CertificateExpiring": ([_series("tenantstack_certificate_expiry_timestamp_seconds",
                                      'job="ops",instance="receiver",certificate="redis"',
                                      f"{(T['ALERT_CERT_DAYS'] - 1) * 86400}x40")],
@@ -100,7 +103,10 @@ HEALTHY = [
     _series("tenantstack_database_connections", 'job="tenants",instance="tenant-metrics",tenant="c"', "50x40"),
     _series("tenantstack_database_connection_limit", 'job="tenants",instance="tenant-metrics",tenant="c"', "-1x40"),
     _series("tenantstack_database_size_bytes", M, f"{T['ALERT_DATABASE_SIZE_MB'] * MB_BYTES}x40"),
-    _series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"', "0x40"),
+    # a backup 49 h before promtool's clock starts: inside the threshold for the 10 minutes evaluated
+    _series("tenantstack_backup_last_verified_timestamp_seconds", 'job="ops",instance="receiver"',
+            f"{-(BACKUP_ALERT - 3600)}x40"),
+    _series("tenantstack_backup_copy_failed", 'job="ops",instance="receiver"', "0x40"),
     _series("tenantstack_certificate_expiry_timestamp_seconds", 'job="ops",instance="receiver",certificate="redis"',
             f"{400 * 86400}x40"),
 ]
@@ -220,6 +226,10 @@ def test_one_threshold_changes_the_rule_and_every_placeholder_is_known():
     assert rules["TenantDatabaseTooLarge"]["expr"] == f"tenantstack_database_size_bytes > {3 * MB_BYTES}"
     assert rules["TenantDatabaseConnectionsHigh"]["expr"].endswith("> 90")
     assert yaml.safe_load(_rendered()["prometheus/postgres.json"]) == []
+    # BackupMissing follows the schedule: envs/backup.env's BACKUP_EVERY, twice, and an hour
+    rules = {r["alert"]: r for g in yaml.safe_load(config.files(("a",), DEFAULTS, backup_every=6 * 3600)[
+        config.PROMETHEUS_DIR / "rules" / "alerts.yml"])["groups"] for r in g["rules"]}
+    assert rules["BackupMissing"]["expr"].endswith(f"> {13 * 3600}")
     assert yaml.safe_load(_rendered(on_postgres=True)["prometheus/postgres.json"]) == [
         {"targets": ["postgres-exporter:9187"], "labels": {}}]
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
-from deployment import naming
+from deployment import envs, naming
 from ops.config import tenants
 from ops.config.envfile import rel
 from ops.config.paths import BACKUPS
@@ -33,12 +33,12 @@ from ops.data import backup_format as fmt
 from ops.data import bgsave as bg
 from ops.data import journal as jn
 from ops.data import postgres_data as pg
-from ops.data import space, tenant_keys
+from ops.data import retention, space, tenant_keys
 from ops.data.journal import fault_point
 from ops.deploy import containers, redis_admin
 
 PAUSE_MS = 120_000  # writes resume by themselves after this, even if this process dies mid-copy
-DEFAULT_KEEP = 7
+DEFAULT_KEEP = int(envs.BACKUP["BACKUP_KEEP_WHOLE"].default)  # envs/backup.env: the policy's one place
 
 
 def _wait_no_rewrite(client, timeout: float = 600) -> None:
@@ -125,12 +125,6 @@ def export_tenant_db(name: str, dest: Path, log=print) -> None:
     log(f"backup: tenant {name}: {kind} ({size / 2**20:.1f} MiB)")
 
 
-def prune(keep: int, log=print) -> None:
-    for old in fmt.complete_backups()[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
-        log(f"backup: removed old backup {old.name} (keeping {keep})")
-
-
 def _record_last(status: str, name: str, detail: str = "") -> None:
     """The outcome of the latest backup in the instance's state (a failed one leaves no folder to look at)."""
     with contextlib.suppress(OSError):  # a record of the outcome, never a reason to fail
@@ -170,7 +164,7 @@ def create(keep: int = DEFAULT_KEEP, log=print) -> Path:
         with jn.operation("backup") as journal:
             fmt.sweep_partials(log)
             final = _create(journal, log)
-            prune(keep, log)  # under the lock: never while a restore reads an old backup
+            retention.prune_whole(keep, log)  # under the lock: never while a restore reads an old backup
     finally:
         os.umask(old_umask)
     log(f"backup: verified in {time.monotonic() - t0:.1f}s: {final}")

@@ -56,7 +56,8 @@ LOCK = STATE / "lock"
 FAULT_VAR = "TENANTSTACK_FAULT_AT"
 FAULT_ACTION_VAR = "TENANTSTACK_FAULT_ACTION"
 # Tasks that would act on a half-restored deployment: they refuse until `recover` ran.
-REFUSE_WHILE_RESTORE = {"up", "backup", "restore", "bgsave", "flush_results", "tenant_add", "bench"}
+REFUSE_WHILE_RESTORE = {"up", "backup", "restore", "bgsave", "flush_results", "tenant_add", "bench",
+                        "backup_schedule"}
 # Tasks that never look: `test` works on an instance of its own, `recover` does the job itself, the
 # others are about instances, not this one's data.
 NOT_CHECKED = {"test", "recover", "instances", "instance_remove"}

@@ -2,19 +2,21 @@
 
 monitoring/prometheus/prometheus.yml, monitoring/prometheus/rules/alerts.yml and
 monitoring/alertmanager/alertmanager.yml are committed templates; each `__NAME__` in them is a row of
-envs/monitoring.env (deployment/envs.py MONITORING_SETTINGS: the one place for thresholds and durations)
-or a fact of the model (service names, container ports). They are rendered into the instance's
-generated/monitoring/ (git-ignored, no secrets, mounted read-only), together with tenants.json, the
-scrape targets of the tenants' metrics exporters, and postgres.json, prometheus-postgres-exporter's target while
-a tenant is on PostgreSQL (an empty list otherwise: no target, so no MonitoringTargetDown for a server that is
-not meant to run). `./invoke status` reads the same thresholds.
+envs/monitoring.env (deployment/envs.py MONITORING_SETTINGS: the one place for thresholds and durations),
+BackupMissing's threshold of envs/backup.env's BACKUP_EVERY (the schedule it watches), or a fact of the model
+(service names, container ports). They are rendered into the instance's generated/monitoring/ (git-ignored, no
+secrets, mounted read-only), together with tenants.json, the scrape targets of the tenants' metrics exporters, and
+postgres.json, prometheus-postgres-exporter's target while a tenant is on PostgreSQL (an empty list otherwise: no
+target, so no MonitoringTargetDown for a server that is not meant to run). `./invoke status` reads the same
+thresholds.
 """
 import json
 import re
 from pathlib import Path
 
 from deployment import envs, naming
-from ops.config import tenants
+from deployment.durations import parse_duration
+from ops.config import backup_policy, tenants
 from ops.config.envfile import read_env, rel, require
 from ops.config.paths import INSTANCE, ROOT
 from ops.core.errors import OpsError
@@ -42,15 +44,20 @@ def _target(service: str, port: int) -> str:
     return f"{service}:{port}"
 
 
-def values(thresholds: dict[str, int]) -> dict[str, str]:
-    """Every placeholder of the templates -> its text."""
+def default_backup_every() -> int:
+    return int(parse_duration(envs.BACKUP["BACKUP_EVERY"].default).total_seconds())
+
+
+def values(thresholds: dict[str, int], backup_every: int | None = None) -> dict[str, str]:
+    """Every placeholder of the templates -> its text; backup_every (seconds, envs/backup.env's BACKUP_EVERY) sets
+    BackupMissing's threshold (the table's default when not given)."""
     out = {name: str(value) for name, value in thresholds.items()}
     out.update({
         "FOR": f"{thresholds['ALERT_FOR_SECONDS']}s",
         # Redis down or not persisting: every tenant is hit at once, so it is told sooner.
         "FOR_SHORT": f"{thresholds['ALERT_FOR_SECONDS'] // 5}s",
         "SCRAPE_TIMEOUT_SECONDS": str(min(MAX_SCRAPE_TIMEOUT, thresholds["PROMETHEUS_SCRAPE_SECONDS"])),
-        "ALERT_BACKUP_MAX_AGE_SECONDS": str(thresholds["ALERT_BACKUP_MAX_AGE_HOURS"] * 3600),
+        "ALERT_BACKUP_MAX_AGE_SECONDS": str(envs.backup_alert_seconds(backup_every or default_backup_every())),
         "ALERT_CERT_SECONDS": str(thresholds["ALERT_CERT_DAYS"] * 86400),
         "ALERT_DATABASE_SIZE_BYTES": str(thresholds["ALERT_DATABASE_SIZE_MB"] * 2**20),
         "INSTANCE": INSTANCE.name,
@@ -104,9 +111,10 @@ def _write(path: Path, text: str) -> bool:
     return True
 
 
-def files(tenant_names, thresholds: dict[str, int], on_postgres: bool = False) -> dict[Path, str]:
+def files(tenant_names, thresholds: dict[str, int], on_postgres: bool = False,
+          backup_every: int | None = None) -> dict[Path, str]:
     """Every rendered file -> its text."""
-    table = values(thresholds)
+    table = values(thresholds, backup_every)
     return {
         PROMETHEUS_DIR / "prometheus.yml": render(PROMETHEUS_TEMPLATE, table),
         PROMETHEUS_DIR / "rules" / "alerts.yml": render(RULES_TEMPLATE, table),
@@ -118,5 +126,6 @@ def files(tenant_names, thresholds: dict[str, int], on_postgres: bool = False) -
 
 def write_all(tenant_names, on_postgres: bool = False) -> list[Path]:
     """Render everything into the instance's generated/monitoring/; returns the files that changed."""
-    return [path for path, text in files(tenant_names, settings(), on_postgres).items() if _write(path, text)]
+    every = backup_policy.load().every_seconds
+    return [path for path, text in files(tenant_names, settings(), on_postgres, every).items() if _write(path, text)]
 

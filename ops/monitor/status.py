@@ -31,7 +31,7 @@ from deployment import tenant as tenant_model
 from deployment.errors import DeploymentError
 from deployment.instance import UIDS
 from deployment.messages import ALIVE_EVENTS, event_of, published_at
-from ops.config import tenants
+from ops.config import backup_policy, tenants
 from ops.config.paths import INSTANCE
 from ops.core.errors import OpsError
 from ops.core.run import probe, wait_until
@@ -244,8 +244,10 @@ def _host_part(limits: dict[str, int], now: float, doc: dict) -> list[str]:
         doc["backup"] = {"name": found[0], "created": found[1].isoformat(),
                          "age_seconds": round(now - found[1].timestamp()),
                          "server": {"name": found[2]["name"], "version": found[2]["version"]}}
-    if not found or doc["backup"]["age_seconds"] > limits["ALERT_BACKUP_MAX_AGE_HOURS"] * 3600:
+    if not found or doc["backup"]["age_seconds"] > backup_policy.load().alert_seconds:
         alerts.append("BackupMissing")
+    if textfile.copy_state().get("status") == "failed":
+        alerts.append("BackupCopyFailed")
     for cn, when in sorted(textfile.certificates().items()):
         left = when.timestamp() - now
         doc["certificates"][cn] = {"not_after": when.isoformat(), "days_left": round(left / 86400, 1)}

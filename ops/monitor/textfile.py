@@ -5,9 +5,13 @@ monitoring containers. Instead ops writes what Prometheus needs to know about th
 generated/textfile/ (mounted read-only into the alert receiver, scraped as job `ops`):
   backup.prom        tenantstack_backup_last_verified_timestamp_seconds: the newest complete backup (a
                      backup is renamed into place only after it verified); 0 when there is none
+  backup_copy.prom   tenantstack_backup_copy_last_success_timestamp_seconds (0: never) and
+                     tenantstack_backup_copy_failed (1 while the last run of BACKUP_COPY_COMMAND failed), from the
+                     schedule's record (ops/data/schedule.py COPY_STATE)
   certificates.prom  tenantstack_certificate_expiry_timestamp_seconds{certificate}: notAfter of the CA and
                      of every certificate the deployment issued (ops/secrets/generate.py certificate_names)
-Written by every `./invoke up`, `init`, `tenant-add` and `backup`; each file replaced whole (atomic rename).
+Written by every `./invoke up`, `init`, `tenant-add`, `backup` and each run of `backup-schedule`; each file replaced
+whole (atomic rename).
 """
 import datetime as dt
 import json
@@ -21,6 +25,7 @@ from ops.secrets import generate as secrets
 
 DIR = INSTANCE.textfile_metrics
 BACKUP_FILE = DIR / "backup.prom"
+COPY_FILE = DIR / "backup_copy.prom"
 CERTS_FILE = DIR / "certificates.prom"
 CA = "ca"
 
@@ -80,6 +85,30 @@ def write_backup() -> None:
                                 "Creation time of the newest verified backup (0: none).", [("", stamp)]))
 
 
+def copy_state() -> dict:
+    """The schedule's record of its copy hook ({} before the first copy, or when unreadable)."""
+    from ops.data import schedule
+
+    try:
+        doc = json.loads(schedule.COPY_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_copy() -> None:
+    state = copy_state()
+    try:
+        success = dt.datetime.fromisoformat(state["last_success"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        success = 0
+    failed = 1 if state.get("status") == "failed" else 0
+    _write(COPY_FILE, _metric("tenantstack_backup_copy_last_success_timestamp_seconds",
+                              "When BACKUP_COPY_COMMAND last copied a verified backup (0: never).", [("", success)])
+           + _metric("tenantstack_backup_copy_failed", "1 while the last copy of a verified backup failed.",
+                     [("", failed)]))
+
+
 def write_certificates() -> None:
     samples = [(f'{{certificate="{cn}"}}', when.timestamp()) for cn, when in sorted(certificates().items())]
     _write(CERTS_FILE, _metric("tenantstack_certificate_expiry_timestamp_seconds",
@@ -88,4 +117,5 @@ def write_certificates() -> None:
 
 def write_all() -> None:
     write_backup()
+    write_copy()
     write_certificates()

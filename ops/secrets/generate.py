@@ -132,6 +132,7 @@ def init(rotate: bool = False) -> list[str]:
         _write_env(tenants.env_path(name), envs.TENANT_SETTINGS, tenant_values_for(name),
                    envs.TENANT_HEADER.format(name=name), rotate, report)
     report += _ensure_monitoring_env()
+    report += _ensure_backup_env()
     TLS.mkdir(parents=True, exist_ok=True)
     os.chmod(TLS.parent, 0o700)
     _ensure_tls(names, rotate, report)
@@ -148,6 +149,15 @@ def _ensure_monitoring_env() -> list[str]:
         return [f"kept     {rel(path)}"]
     write_private(path, envs.render_monitoring_example(), mode=0o644)
     return [f"created  {rel(path)} (monitoring thresholds and intervals: edit it, then `./invoke up --monitoring`)"]
+
+
+def _ensure_backup_env() -> list[str]:
+    """envs/backup.env from the table's defaults when absent: the backup policy, no secret (so never rotated)."""
+    path = INSTANCE.backup_env
+    if path.exists():
+        return [f"kept     {rel(path)}"]
+    write_private(path, envs.render_backup_example(), mode=0o644)
+    return [f"created  {rel(path)} (backup schedule, retention and off-host copy: see README, Backup strategy)"]
 
 
 def missing() -> bool:
