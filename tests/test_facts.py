@@ -29,8 +29,8 @@ FACTS = {
     "placeholder": (re.compile(re.escape(envs.PLACEHOLDER)), envs.PLACEHOLDER),
     "image-names": (re.compile(rf"{IMAGE_REPO}/({'|'.join(COMPONENTS)})"), None),
     "redis-volume": (re.compile(rf"\b{naming.REDIS_DATA_VOLUME}\b"), naming.REDIS_DATA_VOLUME),
-    # not the task names, nor the bench section tenant-restore (an operation's name, not a tenant's)
-    "tenant-prefix": (re.compile(r"[\"'`]tenant-(?!add|migrate-db|restore)"), None),
+    # not the task names (tenant-add, tenant-migrate-db, tenant-remove), nor the bench section tenant-restore
+    "tenant-prefix": (re.compile(r"[\"'`]tenant-(?!add|migrate-db|restore|remove)"), None),
     "visibility-default": (re.compile(rf"(?i)visibility.*\b{VISIBILITY}\b"), None),
     "time-limit-default": (re.compile(rf"(?i)time_limit\W{{0,5}}{TIME_LIMIT}\b"), None),
 }

@@ -1,18 +1,20 @@
 """What tenant-remove relies on without containers: `backup --keep` never prunes an archive, and a removed tenant
 that a committed example declares stays removed until `tenant-add` brings it back."""
 from ops.config import tenants
-from ops.data import backup
 from ops.data import backup_format as fmt
+from ops.data import retention
 
 
 def test_backup_keep_prunes_whole_backups_only_never_archives_or_tenant_backups(tmp_path, monkeypatch):
     monkeypatch.setattr(fmt, "BACKUPS", tmp_path)
+    monkeypatch.setattr(retention, "BACKUPS", tmp_path)
+    monkeypatch.setattr(retention, "ARCHIVES", tmp_path / fmt.ARCHIVES)
     kept = [tmp_path / "archives" / "c-20260101T000000Z", tmp_path / "tenant-b" / "20260101T000000Z"]
     whole = [tmp_path / f"2026010{i}T000000Z" for i in range(1, 4)]
     for folder in (*kept, *whole):
         folder.mkdir(parents=True)
         (folder / "manifest.json").write_text("{}")
-    backup.prune(1, log=lambda m: None)
+    retention.prune_whole(1, log=lambda m: None)  # what `backup --keep 1` runs
     assert [p for p in (*kept, *whole) if p.exists()] == [*kept, whole[-1]]
 
 

@@ -19,7 +19,6 @@ from ops.core.errors import OpsError
 from ops.data import backup_format as fmt
 
 ARCHIVES = BACKUPS / fmt.ARCHIVES
-TENANT_PREFIX = fmt.TENANT_DIR_PREFIX
 
 
 def complete(folder: Path) -> list[Path]:
@@ -36,10 +35,8 @@ def tenant_folders() -> dict[str, Path]:
         return {}
     found = {}
     for p in sorted(BACKUPS.iterdir()):
-        name = p.name.removeprefix(TENANT_PREFIX)
-        if p.name.startswith(TENANT_PREFIX) and naming.is_valid_tenant_name(name) and p.is_dir() \
-                and not p.is_symlink():
-            found[name] = p
+        if naming.is_backup_folder(p.name) and p.is_dir() and not p.is_symlink():
+            found[naming.tenant_of(p.name)] = p
     return found
 
 

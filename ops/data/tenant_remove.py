@@ -8,7 +8,7 @@ Each step is journaled (ops/data/journal.py, kind `tenant_remove`) before it sta
   archive     a verified one-tenant backup (ops/data/tenant_backup.py, the format of `backup --tenant`) under
               backups/archives/<tenant>-<stamp>/, which `backup --keep` never prunes (only backups/<stamp>/ folders)
   containers  its web, worker pools, beat and metrics exporter, and any one-off container of it
-  acl         its Redis users (its own, its metrics exporter's): ACL DELUSER live and out of the auth file, the
+  acl         its Redis users (its own, its metrics exporter's): deleted from the live server and the auth file, the
               metrics user's password folder
   keys        every key under its prefix (SCAN + UNLINK in batches, never KEYS)
   files       its env file (its web port goes with it), derived secret files, client certificates, what `up`
