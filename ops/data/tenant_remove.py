@@ -19,9 +19,10 @@ Each step is journaled (ops/data/journal.py, kind `tenant_remove`) before it sta
   image       its project image tag (tenantstack/tenant-<name>:<tag>)
   postgres    when PostgreSQL runs: its database (WITH FORCE), its role and its metrics role; pg_hba.conf re-rendered
   check       remains(): nothing of it may be left; anything is named in one line
-The archive is written first, under this operation's lock, its step journaled like the others (fault point
-`remove-archive`): a removal interrupted before the archive exists removed nothing, and `recover` just forgets it
-(the unfinished archive folder is swept). Once it exists, every step is idempotent and `./invoke recover` finishes
+Its web, workers and beat are stopped first (journaled), so the archive is its last state; the archive is written
+under this operation's lock, its step journaled like the others (fault point `remove-archive`): a removal
+interrupted before the archive exists removed nothing, and `recover` starts the stopped services again and forgets
+it (the unfinished archive folder is swept). Once it exists, every step is idempotent and `./invoke recover` finishes
 the removal from the step the journal names: a half-removed tenant would be a broken one, and its data is safe in
 the archive.
 """
@@ -148,6 +149,7 @@ def write_archive(journal: jn.Journal, state: dict, log=print) -> Path:
     try:
         archive = tenant_backup.create(state["tenant"], parent=ARCHIVES, log=log)
     except BaseException:
+        _start_again(state)
         journal.forget(state)
         raise
     journal.update(state, archive=str(archive))
@@ -163,6 +165,12 @@ def remove(name: str, log=print) -> Path:
             raise OpsError(f"unknown tenant '{name}': it was removed meanwhile; nothing was removed")
         state = journal.record(KIND, tenant=name, archive=None, step="archive",
                                services=[*t.services(), naming.metrics_service(name)], profile=t.profile)
+        # Stopped first, so the archive is its last state: nothing it writes afterwards can miss the archive.
+        log(f"tenant-remove: stopping tenant {name}'s web, workers and beat")
+        running = [s for s in t.services() if containers.is_running(s)]
+        journal.update(state, stopped=running)
+        if running:
+            compose.run("stop", *running, profiles=[t.profile])
         log(f"tenant-remove: writing the archive of tenant {name}")
         archive = write_archive(journal, state, log)
         log(f"tenant-remove: archive {rel(archive)} verified")
@@ -171,6 +179,12 @@ def remove(name: str, log=print) -> Path:
         f"archive {rel(archive)} (`./invoke tenant-add {name}`, then `./invoke restore {rel(archive)} --tenant "
         f"{name} --yes` brings its data back)")
     return archive
+
+
+def _start_again(state: dict) -> None:
+    """Before its archive exists nothing was removed: the services stopped for it run again."""
+    if state.get("stopped"):
+        compose.run("start", *state["stopped"], profiles=[state["profile"]])
 
 
 def _steps(journal: jn.Journal, state: dict, log, start: str = STEPS[0]) -> list[str]:
@@ -293,8 +307,10 @@ def recover(journal: jn.Journal, state: dict, log=print) -> list[str]:
     its archive, forget it: nothing was removed yet."""
     name, archive = state.get("tenant", "?"), state.get("archive")
     if not archive or not (Path(archive) / "manifest.json").exists():
+        _start_again(state)
         journal.forget(state)  # its unfinished archive folder, if any, is swept with the other .partial folders
-        return [f"the removal of tenant {name} stopped before its archive was written: nothing of it was removed"]
+        return [f"the removal of tenant {name} stopped before its archive was written: nothing of it was removed"
+                + (f"; its services started again ({', '.join(state['stopped'])})" if state.get("stopped") else "")]
     archive = Path(archive)
     lines = [f"finishing the removal of tenant {name} from step {state['step']} (its archive {rel(archive)} exists)"]
     lines += _steps(journal, state, lambda m: None, start=state.get("step", STEPS[0]))  # the caller says them

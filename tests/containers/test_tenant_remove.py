@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from deployment import naming
 from ops.config.paths import INSTANCE
 from ops.config.tenants import env_path, known_names
 from ops.data import backup_format as fmt
@@ -65,11 +66,14 @@ def test_remove_leaves_only_the_archive_and_the_archive_restores_into_a_fresh_te
         assert all(d.client().type(k) == b"none" for k in expected)
         d.invoke("restore", str(archive), "--tenant", "c", "--yes")
         assert {k: _read(d.client(), k) for k in expected} == expected
+        d.invoke("up", "--tenant", "c")
 
         (tmp_path / "archive").mkdir()
         faults.killed_at(["tenant-remove", "c", "--yes"], "remove-archive", tmp_path / "archive")
         said = d.invoke("recover").stdout
         assert "stopped before its archive was written: nothing of it was removed" in said
+        # It had stopped c's services for the archive: they run again.
+        assert "its services started again" in said and d.inspect_running(naming.service_name("c", "web")), said
         assert env_path("c").exists() and {k: _read(d.client(), k) for k in expected} == expected
     finally:
         if env_path("c").exists():
