@@ -203,6 +203,9 @@ def acl_channel_patterns(tenant: str, broadcast_queues=(), event_routing_keys=()
 # with Redis. Redis joins every one of them, so its service name stays `redis` (the certificate's SAN).
 _OPERATOR = "ops-"
 APP_SECRETS_DIR = "/run/secrets/app"  # where a tenant's secret files are mounted (read-only) in its containers
+# A web container's gunicorn workers each leave a file named by their pid here once they loaded the application
+# (gunicorn_conf.post_worker_init): how ops' rolling reload knows a new worker serves before an old one goes.
+WEB_READY_DIR = "/tmp/gunicorn-ready"
 
 
 def tenant_network(tenant: str) -> str:

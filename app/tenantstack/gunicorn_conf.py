@@ -2,10 +2,12 @@
 
 The configuration is validated here, in the master, before any worker forks: a bad environment
 stops the web container with one `config error: ...` line. The master then forgets what it read, so every worker
-reads the secret files itself when it loads the application: after `./invoke rotate` replaced them, a graceful
-reload (SIGHUP to the master) starts workers with the new secrets on the same listening socket.
+reads the secret files itself when it loads the application: after `./invoke rotate` replaced them, new workers
+(ops' rolling reload: TTIN, then TTOU for each old one, ops/deploy/containers.py) start with the new secrets on the
+same listening socket.
 """
 import os
+from pathlib import Path
 
 from deployment import naming
 from tenantstack import env
@@ -30,3 +32,10 @@ control_socket_disable = True  # gunicorn >= 25.1 would create $HOME/.gunicorn/g
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+def post_worker_init(worker):
+    """This worker loaded the application and serves from now on: say so where ops' rolling reload looks."""
+    ready = Path(naming.WEB_READY_DIR)
+    ready.mkdir(mode=0o700, exist_ok=True)
+    (ready / str(worker.pid)).touch()

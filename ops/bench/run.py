@@ -15,6 +15,7 @@ Sections (`--only SECTION` runs one; each prints a line when it starts and when 
   tenant-restore  `keys` keys in the server, a tenth of them tenant b's: `backup --tenant b`, then `restore --tenant
               b` while echo tasks are posted to tenant a: restore time, a's failed requests, a's p99 during / before
 """
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 
+import redis
 from deployment import naming
 from deployment.instance import UIDS
 from ops.config import tenants
@@ -467,6 +469,21 @@ def tenant_restore(cfg: dict, log) -> dict:
         redis_admin.unlink_matching(admin, f"{naming.key_prefix(name)}bench:*")
         for made in (set(parent.iterdir()) if parent.is_dir() else set()) - existing:
             shutil.rmtree(made, ignore_errors=True)
+        _compact_aof(admin, log)
+
+
+def _compact_aof(client, log) -> None:
+    """Rewrite the AOF once the dataset is gone: its writes and deletes would otherwise stay in the AOF (until the
+    server's own rewrite threshold), and every later backup of the deployment would copy them."""
+    with contextlib.suppress(redis.ResponseError):  # one is already running or scheduled: waiting for it is enough
+        client.bgrewriteaof()
+
+    def rewriting() -> str | None:
+        info = client.info("persistence")
+        busy = info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+        return "the AOF rewrite" if busy else None
+
+    wait_until(rewriting, timeout=600, what="bench: compacting the AOF after the dataset", log=log)
 
 
 # ---- monitoring --------------------------------------------------------------------------------------

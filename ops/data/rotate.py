@@ -12,8 +12,9 @@ step before it is made:
   4. workers and beat stop warm (`docker stop`: SIGTERM lets running tasks finish; queued ones wait in Redis); then
      a PostgreSQL tenant's role gets its new verifier (one password per role: open connections stay, new ones need
      the new password), so no task opens a connection with the old one
-  5. the web gets gunicorn's graceful reload (SIGHUP: same listening socket, new workers read the new files, old ones
-     finish their requests); workers and beat start again in the same containers; all healthy
+  5. the web's gunicorn rolls its workers (containers.graceful_reload: same listening socket, each new worker reads
+     the new files and has loaded the application before an old one is retired gracefully); workers and beat
+     start again in the same containers; all healthy
   6. the old password leaves the ACL (live and in the auth file), connections that were open before the rotation
      began are closed (they may be whoever holds the leaked password), and ACL GETUSER must show only the new
      password's digest
@@ -126,7 +127,7 @@ def _roll(name: str, on_postgres: bool, timeout: float, log) -> list[str]:
         # One password per role: open connections stay, new ones need the new password, so the web reloads next.
         postgres_admin.provision(postgres_admin.prepare(tenants.known_names()), log=lambda m: log(f"rotate: {m}"))
     if web in running:
-        log(f"rotate: graceful reload of {web} (gunicorn keeps its socket; new workers read the new files)")
+        log(f"rotate: rolling {web}'s gunicorn workers (same socket; new workers read the new files)")
         containers.graceful_reload(web, timeout, log=lambda m: log(f"rotate: {m}"))
     for service in stopped:
         containers.start(service)

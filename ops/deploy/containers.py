@@ -163,27 +163,52 @@ def web_workers(service: str) -> tuple[str, list[str]]:
     return masters[0], sorted(pid for pid, ppid in rows if ppid == masters[0])
 
 
+def _ready_workers(service: str) -> set[str]:
+    """The names (pids) gunicorn's post_worker_init left in the web container: workers that loaded the application."""
+    out = probe(["docker", "exec", name(service), "ls", "-1", naming.WEB_READY_DIR])
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
 def graceful_reload(service: str, timeout: float, log=print) -> None:
-    """gunicorn's graceful reload: SIGHUP reaches the engine's init (PID 1), which forwards it to gunicorn's master;
-    the master keeps its listening socket, starts new workers (they read the secret files anew) and lets the old ones
-    finish their requests. Returns when every old worker is gone and as many new ones run."""
+    """A rolling reload of gunicorn's workers with no moment without a ready one: for each old worker, TTIN starts a
+    new one (it reads the secret files anew when it loads the application) and the roll waits until it has loaded
+    it; only then does TTOU, once per old worker, let the master stop its oldest workers gracefully (they finish
+    their requests). The master and its listening socket stay. (SIGHUP would stop the old workers at once, while
+    the new ones still import the application: requests would wait in the socket's backlog meanwhile.) Signals go
+    through the engine's init (PID 1), which forwards them to its one child, gunicorn's master; they are sent one at
+    a time and each one's effect awaited, as the kernel merges a signal sent again before the first was handled."""
     from ops.core.run import wait_until
 
     master, old = web_workers(service)
-    run(["docker", "kill", "--signal", "HUP", name(service)], what=f"reloading {name(service)}")
+    fix = f"see `./invoke logs --service {service}`"
 
-    def pending() -> str | None:
+    def workers() -> list[str]:
         now_master, now = web_workers(service)
         if now_master != master:
-            raise OpsError(f"{name(service)}: gunicorn's master changed during the reload (it restarted): see "
-                           f"`./invoke logs --service {service}`")
-        left = set(old) & set(now)
-        if left or len(now) < len(old):
-            return f"{len(left)} old worker(s) finishing, {len(set(now) - set(old))} new"
-        return None
+            raise OpsError(f"{name(service)}: gunicorn's master changed during the reload (it restarted): {fix}")
+        return now
 
-    wait_until(pending, timeout=timeout, what=f"{name(service)}'s graceful reload", log=log, interval=0.5,
-               fix=f"see `./invoke logs --service {service}`")
+    for n in range(1, len(old) + 1):
+        ready_before = _ready_workers(service)
+        run(["docker", "kill", "--signal", "TTIN", name(service)], what=f"adding a worker to {name(service)}")
+        def added(n=n, before=ready_before) -> str | None:
+            loaded = len(workers()) >= len(old) + n and _ready_workers(service) - before
+            return None if loaded else "the new worker is loading the application"
+
+        wait_until(added, timeout=timeout, what=f"{name(service)}'s new worker {n} of {len(old)}", log=log,
+                   interval=0.25, fix=fix)
+    for n in range(1, len(old) + 1):
+        run(["docker", "kill", "--signal", "TTOU", name(service)], what=f"retiring a worker of {name(service)}")
+
+        def retired(n=n) -> str | None:
+            return None if len(workers()) <= 2 * len(old) - n else "an old worker is finishing its requests"
+
+        wait_until(retired, timeout=timeout, what=f"{name(service)}'s old worker {n} of {len(old)}", log=log,
+                   interval=0.25, fix=fix)
+    left = set(old) & set(workers())
+    if left:  # gunicorn retires its oldest workers first: an old one left means something else changed them
+        raise OpsError(f"{name(service)}: old gunicorn worker(s) {', '.join(sorted(left))} still run after the "
+                       f"reload: {fix}")
 
 
 def warm_stop(service: str) -> None:

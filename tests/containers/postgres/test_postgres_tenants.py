@@ -77,8 +77,9 @@ def test_a_tenant_cannot_reach_another_tenants_database():
                              "SELECT 1;")
     assert code == 2 and "could not translate host name" in err
     # read: a cross-database reference, the other's role, the server's files and programs, new databases
-    pg.superuser("CREATE TABLE IF NOT EXISTS secret_of_c (v text); INSERT INTO secret_of_c VALUES ('c only');",
-                 db="tenant_pgc")
+    # pgc's own table (owned by its role, as its project's would be, so backups and dumps of pgc still read it)
+    pg.superuser("CREATE TABLE IF NOT EXISTS secret_of_c (v text); INSERT INTO secret_of_c VALUES ('c only');"
+                 "ALTER TABLE secret_of_c OWNER TO tenant_pgc;", db="tenant_pgc")
     attempts = {
         "SELECT * FROM tenant_pgc.public.secret_of_c;": "cross-database references are not implemented",
         "SET ROLE tenant_pgc;": "permission denied to set role",
@@ -94,6 +95,7 @@ def test_a_tenant_cannot_reach_another_tenants_database():
     # list: the other database's tables are in its own catalog, out of reach without a connection
     code, out, _ = pg.as_tenant("pgb", "SELECT count(*) FROM information_schema.tables "
                                        "WHERE table_name = 'secret_of_c';")
+    pg.superuser("DROP TABLE secret_of_c;", db="tenant_pgc")  # the other tests see pgc as its project left it
     assert (code, out) == (0, "0")
 
 
