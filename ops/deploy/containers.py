@@ -169,14 +169,20 @@ def _ready_workers(service: str) -> set[str]:
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
+def _signal_master(service: str, signal: str, what: str) -> None:
+    run(["docker", "exec", name(service), "sh", "-c", f'kill -{signal} "$(cat {naming.WEB_MASTER_PIDFILE})"'],
+        what=what)
+
+
 def graceful_reload(service: str, timeout: float, log=print) -> None:
     """A rolling reload of gunicorn's workers with no moment without a ready one: for each old worker, TTIN starts a
     new one (it reads the secret files anew when it loads the application) and the roll waits until it has loaded
     it; only then does TTOU, once per old worker, let the master stop its oldest workers gracefully (they finish
     their requests). The master and its listening socket stay. (SIGHUP would stop the old workers at once, while
-    the new ones still import the application: requests would wait in the socket's backlog meanwhile.) Signals go
-    through the engine's init (PID 1), which forwards them to its one child, gunicorn's master; they are sent one at
-    a time and each one's effect awaited, as the kernel merges a signal sent again before the first was handled."""
+    the new ones still import the application: requests would wait in the socket's backlog meanwhile.) The signals
+    are sent to the master by its pidfile from inside the container (the engine's init, tini, forwards neither TTIN
+    nor TTOU), one at a time, each one's effect awaited: the kernel merges a signal sent again before the first was
+    handled."""
     from ops.core.run import wait_until
 
     master, old = web_workers(service)
@@ -190,7 +196,7 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
 
     for n in range(1, len(old) + 1):
         ready_before = _ready_workers(service)
-        run(["docker", "kill", "--signal", "TTIN", name(service)], what=f"adding a worker to {name(service)}")
+        _signal_master(service, "TTIN", f"adding a worker to {name(service)}")
         def added(n=n, before=ready_before) -> str | None:
             loaded = len(workers()) >= len(old) + n and _ready_workers(service) - before
             return None if loaded else "the new worker is loading the application"
@@ -198,7 +204,7 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
         wait_until(added, timeout=timeout, what=f"{name(service)}'s new worker {n} of {len(old)}", log=log,
                    interval=0.25, fix=fix)
     for n in range(1, len(old) + 1):
-        run(["docker", "kill", "--signal", "TTOU", name(service)], what=f"retiring a worker of {name(service)}")
+        _signal_master(service, "TTOU", f"retiring a worker of {name(service)}")
 
         def retired(n=n) -> str | None:
             return None if len(workers()) <= 2 * len(old) - n else "an old worker is finishing its requests"
