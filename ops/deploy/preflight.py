@@ -22,8 +22,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def running_services() -> set[str]:
-    out = compose.run("ps", "--format", "json", "--status", "running", profiles=compose.all_profiles(),
-                      capture=True, quiet=True, check=False)
+    """The instance's services whose container may hold their ports: running, paused, or restarting (a container
+    that crash-loops, e.g. a web whose database refused its password, holds its port between two attempts; `up` is
+    what fixes it, so it must not take that port for another process's)."""
+    out = compose.run("ps", "--format", "json", "--status", "running", "--status", "restarting", "--status", "paused",
+                      profiles=compose.all_profiles(), capture=True, quiet=True, check=False)
     services = set()
     for raw in (out.stdout or "").splitlines():
         line = raw.strip()
