@@ -206,9 +206,6 @@ APP_SECRETS_DIR = "/run/secrets/app"  # where a tenant's secret files are mounte
 # A web container's gunicorn workers each leave a file named by their pid here once they loaded the application
 # (gunicorn_conf.post_worker_init): how ops' rolling reload knows a new worker serves before an old one goes.
 WEB_READY_DIR = "/tmp/gunicorn-ready"
-# gunicorn's master writes its pid here: ops signals it directly (TTIN, TTOU), since the engine's init (tini) does not
-# forward those two signals to its child.
-WEB_MASTER_PIDFILE = "/tmp/gunicorn.pid"
 
 
 def tenant_network(tenant: str) -> str:

@@ -27,7 +27,6 @@ max_requests = 2000  # recycle workers now and then; jitter keeps them from rest
 max_requests_jitter = 200
 worker_tmp_dir = "/tmp"  # tmpfs in the container: the root filesystem is read-only
 control_socket_disable = True  # gunicorn >= 25.1 would create $HOME/.gunicorn/gunicorn.ctl
-pidfile = naming.WEB_MASTER_PIDFILE  # ops' rolling reload signals the master by it (tini forwards no TTIN/TTOU)
 
 # Access log to stdout: path only (%(U)s), never the query string, so no token in a URL is logged.
 accesslog = "-"

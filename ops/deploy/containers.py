@@ -3,6 +3,7 @@ or not), and stopping what Compose would stop too abruptly."""
 import io
 import json
 import os
+import signal
 import tarfile
 import uuid
 from pathlib import Path
@@ -169,9 +170,13 @@ def _ready_workers(service: str) -> set[str]:
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
-def _signal_master(service: str, signal: str, what: str) -> None:
-    run(["docker", "exec", name(service), "sh", "-c", f'kill -{signal} "$(cat {naming.WEB_MASTER_PIDFILE})"'],
-        what=what)
+def _signal_master(service: str, master: str, signum: int, what: str) -> None:
+    """Signal gunicorn's master by its host pid (`docker top`'s): ops runs on the engine's host, as root."""
+    try:
+        os.kill(int(master), signum)
+    except (ProcessLookupError, PermissionError) as exc:
+        raise OpsError(f"{what}: cannot signal gunicorn's master (pid {master}: {exc.strerror}): see "
+                       f"`./invoke logs --service {service}`") from None
 
 
 def graceful_reload(service: str, timeout: float, log=print) -> None:
@@ -180,9 +185,8 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
     it; only then does TTOU, once per old worker, let the master stop its oldest workers gracefully (they finish
     their requests). The master and its listening socket stay. (SIGHUP would stop the old workers at once, while
     the new ones still import the application: requests would wait in the socket's backlog meanwhile.) The signals
-    are sent to the master by its pidfile from inside the container (the engine's init, tini, forwards neither TTIN
-    nor TTOU), one at a time, each one's effect awaited: the kernel merges a signal sent again before the first was
-    handled."""
+    go straight to the master's host pid (the engine's init, tini, forwards neither TTIN nor TTOU), one at a time,
+    each one's effect awaited: the kernel merges a signal sent again before the first was handled."""
     from ops.core.run import wait_until
 
     master, old = web_workers(service)
@@ -196,7 +200,7 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
 
     for n in range(1, len(old) + 1):
         ready_before = _ready_workers(service)
-        _signal_master(service, "TTIN", f"adding a worker to {name(service)}")
+        _signal_master(service, master, signal.SIGTTIN, f"adding a worker to {name(service)}")
         def added(n=n, before=ready_before) -> str | None:
             loaded = len(workers()) >= len(old) + n and _ready_workers(service) - before
             return None if loaded else "the new worker is loading the application"
@@ -204,7 +208,7 @@ def graceful_reload(service: str, timeout: float, log=print) -> None:
         wait_until(added, timeout=timeout, what=f"{name(service)}'s new worker {n} of {len(old)}", log=log,
                    interval=0.25, fix=fix)
     for n in range(1, len(old) + 1):
-        _signal_master(service, "TTOU", f"retiring a worker of {name(service)}")
+        _signal_master(service, master, signal.SIGTTOU, f"retiring a worker of {name(service)}")
 
         def retired(n=n) -> str | None:
             return None if len(workers()) <= 2 * len(old) - n else "an old worker is finishing its requests"
