@@ -62,3 +62,10 @@ def as_tenant(tenant: str, sql: str, db: str | None = None, **kw) -> tuple[int, 
     """`sql` as tenant's own role, from its own network, on its own database unless `db` says otherwise."""
     return client(naming.tenant_network(tenant), naming.database_role(tenant), tenant_password(tenant),
                   db or naming.database_name(tenant), sql, **kw)
+
+
+def tenant_sql(tenant: str, sql: str) -> str:
+    """as_tenant() that must succeed: its output (psql's, unstripped)."""
+    code, out, err = as_tenant(tenant, sql)
+    assert code == 0, err
+    return out

@@ -21,12 +21,6 @@ NOTES = ("CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);"
          "INSERT INTO notes (body) SELECT 'note-' || g FROM generate_series(1, 50) g;")
 
 
-def _tenant_sql(tenant: str, sql: str) -> str:
-    code, out, err = postgres.as_tenant(tenant, sql)
-    assert code == 0, err
-    return out
-
-
 def _backup() -> Path:
     out = d.invoke("backup").stdout
     match = re.search(r"verified in [\d.]+s: (\S+)", out)
@@ -47,7 +41,7 @@ def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
     before = {t: [d.post_echo(t, f"pg-backup-{t}-{i}") for i in range(3)] for t in ("a", "pgb", "pgc")}
     results = {t: d.wait_for_results(t, ids) for t, ids in before.items()}
     for t in ("pgb", "pgc"):
-        _tenant_sql(t, "DROP TABLE IF EXISTS notes;" + NOTES)
+        postgres.tenant_sql(t, "DROP TABLE IF EXISTS notes;" + NOTES)
     try:
         path = _backup()
         manifest = json.loads((path / "manifest.json").read_text())
@@ -63,8 +57,8 @@ def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
             assert f"TABLE DATA public notes {naming.database_role(t)}" in _pg_restore_list(path / entry["file"])
 
         # Changes after the backup: rows added, a table dropped, tasks that the restore must forget.
-        _tenant_sql("pgb", "INSERT INTO notes (body) SELECT 'later-' || g FROM generate_series(1, 7) g;")
-        _tenant_sql("pgc", "DROP TABLE notes;")
+        postgres.tenant_sql("pgb", "INSERT INTO notes (body) SELECT 'later-' || g FROM generate_series(1, 7) g;")
+        postgres.tenant_sql("pgc", "DROP TABLE notes;")
         after = {t: [d.post_echo(t, f"after-{t}")] for t in ("a", "pgb")}
         for t, ids in after.items():
             d.wait_for_results(t, ids)
@@ -83,12 +77,12 @@ def test_round_trip_brings_back_every_row_with_sequences_and_owners(tmp_path):
             assert re.search(rf"tenant {t}: PostgreSQL database restored, \d+ tables, \d+ rows, as the "
                              "backup recorded", out), out
 
-        assert _tenant_sql("pgb", "SELECT count(*), max(id) FROM notes;") == "50|50"
-        assert _tenant_sql("pgc", "SELECT count(*) FROM notes;") == "50"
+        assert postgres.tenant_sql("pgb", "SELECT count(*), max(id) FROM notes;") == "50|50"
+        assert postgres.tenant_sql("pgc", "SELECT count(*) FROM notes;") == "50"
         # The sequence goes on after the restored rows: no duplicate key; the objects are the tenant role's.
-        inserted = _tenant_sql("pgb", "INSERT INTO notes (body) VALUES ('after restore') RETURNING id;")
+        inserted = postgres.tenant_sql("pgb", "INSERT INTO notes (body) VALUES ('after restore') RETURNING id;")
         assert inserted.splitlines()[0] == "51", inserted
-        owners = _tenant_sql("pgb", "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public';")
+        owners = postgres.tenant_sql("pgb", "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public';")
         assert owners == naming.database_role("pgb"), owners
         for t, ids in before.items():
             assert {i: d.task_status(t, i) for i in ids} == {i: (200, results[t][i]) for i in ids}
